@@ -1,0 +1,1 @@
+"""Everything that runs: django-q2 tasks, the scheduler and the executors (later issues)."""
