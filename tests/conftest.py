@@ -1,0 +1,57 @@
+"""The fixed cast of every test module: an owner, an admin, a member, a viewer and an outsider.
+
+Each user gets a personal workspace on creation (accounts.signals); the shared ``workspace``
+is owned by ``owner`` and has the others as members with their roles. ``outsider`` belongs
+only to a workspace of their own.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from accounts.models import Membership, Role, Workspace
+from accounts.services import workspace_create
+
+User = get_user_model()
+
+
+def make_user(username: str, **extra: Any) -> Any:
+    return User.objects.create_user(username=username, password=f"{username}-pass-123", **extra)
+
+
+@pytest.fixture
+def owner(db: None) -> Any:
+    return make_user("olivia")
+
+
+@pytest.fixture
+def workspace(owner: Any) -> Workspace:
+    return workspace_create(owner=owner, name="Vision team")
+
+
+def _member(workspace: Workspace, username: str, role: Role) -> Any:
+    user = make_user(username)
+    Membership.objects.create(user=user, workspace=workspace, role=role)
+    return user
+
+
+@pytest.fixture
+def admin_user(workspace: Workspace) -> Any:
+    return _member(workspace, "adam", Role.ADMIN)
+
+
+@pytest.fixture
+def member(workspace: Workspace) -> Any:
+    return _member(workspace, "mia", Role.MEMBER)
+
+
+@pytest.fixture
+def viewer(workspace: Workspace) -> Any:
+    return _member(workspace, "victor", Role.VIEWER)
+
+
+@pytest.fixture
+def outsider(db: None) -> Any:
+    return make_user("oscar")
