@@ -17,6 +17,12 @@ from accounts.services import workspace_create
 User = get_user_model()
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    # The default PBKDF2 costs ~0.3 s a user; the cast is made for every test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def make_user(username: str, **extra: Any) -> Any:
     return User.objects.create_user(username=username, password=f"{username}-pass-123", **extra)
 

@@ -1,0 +1,179 @@
+"""Writes on studies. Views, the API, the admin and ``run_study`` all call these.
+
+Each service is keyword-only, checks the actor's role first (outsiders get ``NotFound``),
+runs in one transaction and records an audit entry in it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.errors import ValidationError
+from accounts.models import Role, Workspace
+from accounts.services import audit_record, require_role
+from studies.models import Executor, Mode, Pruner, Status, Study
+from workers.engine.catalog import DATASETS
+
+# (minimum, maximum) of each bounded number a user sets.
+LIMITS: dict[str, tuple[int, int]] = {
+    "n_trials": (1, 10_000),
+    "max_epochs": (1, 1_000),
+    "concurrency": (1, 64),
+    "priority": (-100, 100),
+    "retry_limit": (0, 10),
+}
+DIRECTIONS = ("maximize", "minimize")
+
+
+def _choice(value: str, choices: Any, field: str) -> str:
+    allowed = [c.value for c in choices]
+    if value not in allowed:
+        raise ValidationError(f"{value!r} is not allowed; choose one of {', '.join(allowed)}.", field=field)
+    return value
+
+
+def _bounded(value: Any, field: str) -> int:
+    low, high = LIMITS[field]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError(f"{field} must be a whole number from {low} to {high}; got {value!r}.", field=field)
+    return value
+
+
+def _validate_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    name = str(fields["name"]).strip()
+    if not name or len(name) > 200:
+        raise ValidationError("A study needs a name of 1 to 200 characters.", field="name")
+    if fields["dataset"] not in DATASETS:
+        raise ValidationError(
+            f"Unknown data set {fields['dataset']!r}; choose one of {', '.join(DATASETS)}.",
+            field="dataset",
+        )
+    fraction = fields["sample_fraction"]
+    if not isinstance(fraction, (int, float)) or not (0 < fraction <= 1) or math.isnan(fraction):
+        raise ValidationError(
+            f"sample_fraction must be above 0 and at most 1; got {fraction!r}.", field="sample_fraction"
+        )
+    directions = fields["directions"]
+    if (
+        not isinstance(directions, list)
+        or not directions
+        or any(d not in DIRECTIONS for d in directions)
+    ):
+        raise ValidationError(
+            f"directions must be a non-empty list of {' or '.join(DIRECTIONS)}; got {directions!r}.",
+            field="directions",
+        )
+    if not isinstance(fields["search_space"], dict):
+        raise ValidationError("search_space must be an object of parameter overrides.", field="search_space")
+    seed = fields["seed"]
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32):
+        raise ValidationError(f"seed must be a whole number from 0 to {2**32 - 1}; got {seed!r}.", field="seed")
+    for field in LIMITS:
+        _bounded(fields[field], field)
+    _choice(fields["mode"], Mode, "mode")
+    _choice(fields["executor"], Executor, "executor")
+    _choice(fields["pruner"], Pruner, "pruner")
+    return {**fields, "name": name, "sample_fraction": float(fraction)}
+
+
+@transaction.atomic
+def study_create(
+    *,
+    user: AbstractBaseUser,
+    workspace: Workspace,
+    name: str,
+    dataset: str = "digits",
+    mode: str = Mode.SIMPLE,
+    n_trials: int = 20,
+    max_epochs: int = 10,
+    sample_fraction: float = 1.0,
+    seed: int | None = None,
+    concurrency: int = 1,
+    executor: str = Executor.LOCAL,
+    pruner: str = Pruner.NONE,
+    priority: int = 0,
+    retry_limit: int = 2,
+    search_space: dict[str, Any] | None = None,
+    directions: list[str] | None = None,
+) -> Study:
+    """Create a draft study in ``workspace``; members and above may. The task kind (CNN for
+    images, LSTM for text) follows from the data set."""
+    require_role(user=user, workspace=workspace, at_least=Role.MEMBER)
+    fields = _validate_fields(
+        {
+            "name": name,
+            "dataset": dataset,
+            "mode": mode,
+            "n_trials": n_trials,
+            "max_epochs": max_epochs,
+            "sample_fraction": sample_fraction,
+            "seed": seed,
+            "concurrency": concurrency,
+            "executor": executor,
+            "pruner": pruner,
+            "priority": priority,
+            "retry_limit": retry_limit,
+            "search_space": {} if search_space is None else search_space,
+            "directions": ["maximize"] if directions is None else directions,
+        }
+    )
+    duplicate = ValidationError(
+        f"A study named {fields['name']!r} already exists in {workspace.name!r}; choose another name.",
+        field="name",
+    )
+    if Study.objects.filter(workspace=workspace, name=fields["name"]).exists():
+        raise duplicate
+    try:
+        with transaction.atomic():
+            study = Study.objects.create(
+                workspace=workspace,
+                optuna_name=f"{workspace.slug}/{fields['name']}",
+                task_kind=DATASETS[fields["dataset"]].kind,
+                created_by=user,
+                **fields,
+            )
+    except IntegrityError:  # a concurrent create of the same name won
+        raise duplicate from None
+    audit_record(
+        actor=user,
+        action="study.create",
+        target=study,
+        workspace=workspace,
+        details={"dataset": study.dataset, "mode": study.mode, "n_trials": study.n_trials},
+    )
+    return study
+
+
+@transaction.atomic
+def study_cancel(*, user: AbstractBaseUser, study: Study, reason: str = "") -> Study:
+    """Cancel a study. Not yet started: it ends cancelled at once. Running: it becomes
+    cancelling, and the workers stop its trials and end it (completed trials stay)."""
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.workspace is None:
+        raise ValidationError("Studies made through Optuna directly are not run by the platform.")
+    require_role(user=user, workspace=study.workspace, at_least=Role.MEMBER)
+    if study.status in (Status.CANCELLED, Status.COMPLETED, Status.FAILED, Status.CANCELLING):
+        raise ValidationError(
+            f"Study {study.name!r} is already {study.get_status_display().lower()}.", field="status"
+        )
+    previous = study.status
+    reason = reason or f"Cancelled by {user.get_username()}."
+    if study.status == Status.RUNNING:
+        study.status = Status.CANCELLING
+    else:
+        study.status = Status.CANCELLED
+        study.finished_at = timezone.now()
+    study.status_reason = reason
+    study.save(update_fields=["status", "status_reason", "finished_at", "updated_at"])
+    audit_record(
+        actor=user,
+        action="study.cancel",
+        target=study,
+        workspace=study.workspace,
+        details={"from": previous, "to": study.status},
+    )
+    return study
