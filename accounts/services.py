@@ -16,6 +16,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -79,6 +81,9 @@ def audit_record(
     )
 
 
+_SLUG_MAX = Workspace._meta.get_field("slug").max_length or 60
+
+
 def _unique_slug(name: str) -> str:
     base = slugify(name)[:50] or "workspace"
     slug, n = base, 1
@@ -97,15 +102,28 @@ def workspace_create(
         raise ValidationError("A workspace needs a name.", field="name")
     if len(name) > 100:
         raise ValidationError("A workspace name has at most 100 characters.", field="name")
+    derived = slug is None
     if slug is None:
         slug = _unique_slug(name)
     elif slug != slugify(slug) or not slug:
         raise ValidationError(
             f"Slug {slug!r} is not allowed; use lowercase letters, digits and hyphens.", field="slug"
         )
+    elif len(slug) > _SLUG_MAX:
+        raise ValidationError(f"A slug has at most {_SLUG_MAX} characters.", field="slug")
     elif Workspace.objects.filter(slug=slug).exists():
         raise ValidationError(f"The slug {slug!r} is taken; choose another.", field="slug")
-    workspace = Workspace.objects.create(name=name, slug=slug, personal=personal)
+    try:
+        with transaction.atomic():
+            workspace = Workspace.objects.create(name=name, slug=slug, personal=personal)
+    except IntegrityError:
+        if not derived:
+            raise ValidationError(f"The slug {slug!r} is taken; choose another.", field="slug") from None
+        # Another workspace took the derived slug between the check and the insert.
+        with transaction.atomic():
+            workspace = Workspace.objects.create(
+                name=name, slug=f"{slug[:50]}-{secrets.token_hex(3)}", personal=personal
+            )
     Membership.objects.create(user=owner, workspace=workspace, role=Role.OWNER)
     audit_record(actor=owner, action="workspace.create", target=workspace, workspace=workspace)
     return workspace
@@ -163,8 +181,10 @@ def member_invite(
     parsed = parse_role(role)
     _require_can_manage(actor=actor, workspace=workspace, role=parsed)
     email = email.strip().lower()
-    if "@" not in email or len(email) > 254:
-        raise ValidationError(f"{email!r} is not an e-mail address.", field="email")
+    try:
+        validate_email(email)
+    except DjangoValidationError:
+        raise ValidationError(f"{email!r} is not an e-mail address.", field="email") from None
     token = secrets.token_urlsafe(32)
     invitation = Invitation.objects.create(
         workspace=workspace,

@@ -14,4 +14,8 @@ def create_personal_workspace(sender: Any, instance: Any, created: bool, raw: bo
         return
     from accounts.services import workspace_create
 
-    workspace_create(owner=instance, name=f"{instance.get_username()}'s workspace", personal=True)
+    # A username may have 150 characters, a workspace name 100: cut the username so that no
+    # account is refused for the length of its name.
+    suffix = "'s workspace"
+    name = f"{instance.get_username()[: 100 - len(suffix)]}{suffix}"
+    workspace_create(owner=instance, name=name, personal=True)

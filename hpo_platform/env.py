@@ -78,13 +78,19 @@ def parse_database_url(url: str, *, variable: str = "DATABASE_URL") -> dict[str,
     )
     try:
         parts = urlsplit(url)
-        port = parts.port  # raises ValueError on a non-numeric port
     except ValueError as error:
         raise ImproperlyConfigured(f"{variable}={url!r} is malformed ({error}); expected {allowed}.") from None
     scheme = parts.scheme.lower()
     if scheme in _SQLITE_SCHEMES:
+        # No port here: the netloc of sqlite://:memory: would read as a bad port.
         return _sqlite_config(url, parts.netloc, parts.path, variable=variable, allowed=allowed)
     if scheme in _POSTGRES_SCHEMES:
+        try:
+            port = parts.port  # raises ValueError on a non-numeric or out-of-range port
+        except ValueError as error:
+            raise ImproperlyConfigured(
+                f"{variable}={url!r} is malformed ({error}); expected {allowed}."
+            ) from None
         name = unquote(parts.path.lstrip("/"))
         if not name or "/" in name:
             raise ImproperlyConfigured(
