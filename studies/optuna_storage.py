@@ -531,3 +531,16 @@ class DjangoStorage(BaseStorage, BaseHeartbeat):
         self,
     ) -> Callable[["optuna.Study", FrozenTrial], None] | None:
         return self.failed_trial_callback
+
+
+def storage_for_study(study: Study) -> DjangoStorage:
+    """The storage a worker runs ``study`` with: heartbeats from the settings, and a trial
+    whose worker died retried (as WAITING) up to the study's retry limit."""
+    return DjangoStorage(
+        heartbeat_interval=settings.HPO_HEARTBEAT_INTERVAL,
+        grace_period=settings.HPO_HEARTBEAT_GRACE,
+        failed_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=study.retry_limit
+        ),
+        workspace_id=study.workspace_id,
+    )

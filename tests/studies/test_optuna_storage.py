@@ -225,3 +225,22 @@ def test_many_processes_share_one_study_safely() -> None:
     assert sorted(t.number for t in trials) == list(range(total))
     assert {t.state for t in trials} == {TrialState.COMPLETE}
     assert connection.vendor in {"postgresql", "sqlite"}
+
+
+def test_storage_for_study_uses_settings_and_the_study_retry_limit(
+    workspace: Any, member: Any, settings: Any
+) -> None:
+    from studies.optuna_storage import storage_for_study
+    from studies.services import study_create
+
+    settings.HPO_HEARTBEAT_INTERVAL, settings.HPO_HEARTBEAT_GRACE = 7, 30
+    study = study_create(user=member, workspace=workspace, name="retry-once", retry_limit=1)
+    storage = storage_for_study(study)
+    assert (storage.get_heartbeat_interval(), storage.grace_period) == (7, 30)
+    optuna_study = optuna.load_study(study_name=study.optuna_name, storage=storage)
+    for _ in range(2):  # the first run dies, its one retry dies too: no third run
+        trial = optuna_study.ask()
+        storage.record_heartbeat(trial._trial_id)
+        _stale(trial._trial_id, seconds=31)
+        fail_stale_trials(optuna_study)
+    assert [t.state for t in optuna_study.get_trials()] == [TrialState.FAIL, TrialState.FAIL]
