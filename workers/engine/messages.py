@@ -8,6 +8,7 @@ shipped, so a spec stays under 1 KB.
 The conversation of one trial, parent (P) and trial process (T), over a pipe of JSON lines:
 
     P -> T  TrialSpec
+    T -> P  Started             the model is built: its architecture, for the 3D viewer
     T -> P  Progress            every N batches: epoch, fraction of the epoch, running metrics
     T -> P  EpochEnd            after each epoch; T then waits for a Control
     P -> T  Control             "continue", "prune" (the pruner said so) or "stop" (cancelled)
@@ -92,6 +93,18 @@ class TrialSpec(Message):
 
 
 @dataclass(frozen=True)
+class Started(Message):
+    """The model is built and training begins; ``architecture`` as ``extract_architecture``."""
+
+    TYPE: ClassVar[str] = "trial.started"
+    trial_id: int
+    architecture: dict[str, Any]
+    param_count: int
+    strategy: str = "default"
+    worker: str = ""
+
+
+@dataclass(frozen=True)
 class Progress(Message):
     """Batch-level progress inside an epoch (epochs count from 1)."""
 
@@ -164,7 +177,7 @@ class TrialResult(Message):
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    cls.TYPE: cls for cls in (TrialSpec, Progress, EpochEnd, Control, TrialResult)
+    cls.TYPE: cls for cls in (TrialSpec, Started, Progress, EpochEnd, Control, TrialResult)
 }
 
 

@@ -1,0 +1,45 @@
+"""A trial process without TensorFlow, for testing the pipe protocol and the pool.
+
+``spec.params["behaviour"]``: "normal" (3 epochs, obeys controls), "crash" (dies mid-trial),
+"chatty" (prints to stdout, which must not corrupt the protocol), "slow" (trains until a
+stop arrives). ``Started.worker`` carries CUDA_VISIBLE_DEVICES so tests can check pinning.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from workers.engine.messages import EpochEnd, Message, Progress, Started, TrialResult, TrialSpec
+from workers.engine.trial_process import PipeChannel, serve
+
+
+def run(spec: TrialSpec, channel: PipeChannel) -> Message:
+    behaviour = spec.params.get("behaviour", "normal")
+    channel.send(
+        Started(spec.trial_id, {"layers": []}, 42, worker=f"gpus={os.environ.get('CUDA_VISIBLE_DEVICES')!r}")
+    )
+    if behaviour == "chatty":
+        print("some library printing to stdout", flush=True)
+    epochs = 1000 if behaviour == "slow" else 3
+    for epoch in range(1, epochs + 1):
+        for batch in range(1, 11):
+            if behaviour == "crash" and epoch == 2:
+                os._exit(3)
+            control = channel.poll_control()
+            if control is not None and control.action == "stop":
+                return TrialResult(spec.trial_id, "cancelled", reason="stopped")
+            if behaviour == "slow":
+                time.sleep(0.05)
+            channel.send(Progress(spec.trial_id, epoch, epochs, batch, 10, {"loss": 1.0 / batch}))
+        channel.send(EpochEnd(spec.trial_id, epoch, epochs, {"val_accuracy": epoch / 10}, 0.01, epoch / 10))
+        answer = channel.wait_control()
+        if answer.action == "prune":
+            return TrialResult(spec.trial_id, "pruned", reason=f"pruned after {epoch}")
+        if answer.action == "stop":
+            return TrialResult(spec.trial_id, "cancelled", reason="stopped")
+    return TrialResult(spec.trial_id, "complete", accuracy=0.3, seconds=0.1)
+
+
+if __name__ == "__main__":
+    sys.exit(serve(run, warm_up=lambda: None))
