@@ -195,3 +195,13 @@ REST_FRAMEWORK = {
 # Heartbeats of running trials; a trial silent for the grace period is failed and retried.
 HPO_HEARTBEAT_INTERVAL = env_int("HPO_HEARTBEAT_INTERVAL", 10, minimum=1)
 HPO_HEARTBEAT_GRACE = env_int("HPO_HEARTBEAT_GRACE", 60, minimum=1)
+
+# --- Training on this machine -----------------------------------------------------------------
+# Trials at once without a GPU (each in its own process); with GPUs, one trial per
+# HPO_GPUS_PER_TRIAL GPUs (several: MirroredStrategy). HPO_GPUS="0,1" overrides detection.
+HPO_CPU_SLOTS = env_int("HPO_CPU_SLOTS", 1, minimum=1)
+HPO_GPUS_PER_TRIAL = env_int("HPO_GPUS_PER_TRIAL", 1, minimum=1)
+# Only the best trial's model file is kept unless this is on.
+HPO_KEEP_ALL_MODELS = env_bool("HPO_KEEP_ALL_MODELS", False)
+# A study stops as failed after this many trials in a row failed.
+HPO_MAX_CONSECUTIVE_FAILURES = env_int("HPO_MAX_CONSECUTIVE_FAILURES", 5, minimum=1)

@@ -69,6 +69,16 @@ class Study(models.Model):
     search_space = models.JSONField(
         default=dict, blank=True, help_text="Overrides: fixed values or narrowed ranges by name."
     )
+    dataset_options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Data set options: vocab_size and sequence_length (text), path (GTSRB, uploads).",
+    )
+    health_weights = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Mode "health": weights of accuracy and health in the total score.',
+    )
     n_trials = models.PositiveIntegerField(default=20, help_text="Trial budget.")
     max_epochs = models.PositiveSmallIntegerField(default=10)
     sample_fraction = models.FloatField(default=1.0)

@@ -17,6 +17,8 @@ from accounts.models import Role, Workspace
 from accounts.services import audit_record, require_role
 from studies.models import Executor, Mode, Pruner, Status, Study
 from workers.engine.catalog import DATASETS
+from workers.engine.scoring import normalize_weights
+from workers.engine.search_space import SearchSpaceError, validate_overrides
 
 # (minimum, maximum) of each bounded number a user sets.
 LIMITS: dict[str, tuple[int, int]] = {
@@ -69,6 +71,8 @@ def _validate_fields(fields: dict[str, Any]) -> dict[str, Any]:
         )
     if not isinstance(fields["search_space"], dict):
         raise ValidationError("search_space must be an object of parameter overrides.", field="search_space")
+    if not isinstance(fields["dataset_options"], dict):
+        raise ValidationError("dataset_options must be an object.", field="dataset_options")
     seed = fields["seed"]
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32):
         raise ValidationError(f"seed must be a whole number from 0 to {2**32 - 1}; got {seed!r}.", field="seed")
@@ -77,7 +81,22 @@ def _validate_fields(fields: dict[str, Any]) -> dict[str, Any]:
     _choice(fields["mode"], Mode, "mode")
     _choice(fields["executor"], Executor, "executor")
     _choice(fields["pruner"], Pruner, "pruner")
-    return {**fields, "name": name, "sample_fraction": float(fraction)}
+    kind = DATASETS[fields["dataset"]].kind
+    try:
+        search_space = validate_overrides(kind, fields["search_space"], max_epochs=fields["max_epochs"])
+    except SearchSpaceError as error:
+        raise ValidationError(str(error), field="search_space") from None
+    try:
+        weights = normalize_weights(fields["health_weights"] or None) if fields["health_weights"] else {}
+    except ValueError as error:
+        raise ValidationError(str(error), field="health_weights") from None
+    return {
+        **fields,
+        "name": name,
+        "sample_fraction": float(fraction),
+        "search_space": search_space,
+        "health_weights": weights,
+    }
 
 
 @transaction.atomic
@@ -98,6 +117,8 @@ def study_create(
     priority: int = 0,
     retry_limit: int = 2,
     search_space: dict[str, Any] | None = None,
+    dataset_options: dict[str, Any] | None = None,
+    health_weights: dict[str, float] | None = None,
     directions: list[str] | None = None,
 ) -> Study:
     """Create a draft study in ``workspace``; members and above may. The task kind (CNN for
@@ -118,6 +139,8 @@ def study_create(
             "priority": priority,
             "retry_limit": retry_limit,
             "search_space": {} if search_space is None else search_space,
+            "dataset_options": {} if dataset_options is None else dataset_options,
+            "health_weights": {} if health_weights is None else health_weights,
             "directions": ["maximize"] if directions is None else directions,
         }
     )
@@ -175,5 +198,39 @@ def study_cancel(*, user: AbstractBaseUser, study: Study, reason: str = "") -> S
         target=study,
         workspace=study.workspace,
         details={"from": previous, "to": study.status},
+    )
+    return study
+
+
+@transaction.atomic
+def study_mark_running(*, study: Study) -> Study:
+    """A worker begins running the study (from draft or queued). A cancelled or ended study
+    is not restarted: ``ValidationError``."""
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.status not in (Status.DRAFT, Status.QUEUED, Status.RUNNING):
+        raise ValidationError(
+            f"Study {study.name!r} is {study.get_status_display().lower()} and cannot run.", field="status"
+        )
+    now = timezone.now()
+    study.status = Status.RUNNING
+    study.queued_at = study.queued_at or now
+    study.started_at = study.started_at or now
+    study.status_reason = ""
+    study.save(update_fields=["status", "queued_at", "started_at", "status_reason", "updated_at"])
+    return study
+
+
+@transaction.atomic
+def study_finish(*, study: Study, status: str, reason: str = "") -> Study:
+    """End a study as completed, cancelled or failed, with a reason a user can read."""
+    if status not in (Status.COMPLETED, Status.CANCELLED, Status.FAILED):
+        raise ValueError(f"{status!r} is not a final status")
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    study.status = status
+    study.status_reason = reason
+    study.finished_at = timezone.now()
+    study.save(update_fields=["status", "status_reason", "finished_at", "updated_at"])
+    audit_record(
+        actor=None, action=f"study.{status}", target=study, workspace=study.workspace, details={"reason": reason}
     )
     return study
