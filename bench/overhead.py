@@ -56,20 +56,16 @@ import json, sys
 import numpy as np
 import optuna
 import keras
-from sklearn.datasets import load_digits
 from workers.engine.builder import build_model
+from workers.engine.datasets import load_dataset
+from workers.engine.search_space import suggest_params
 
 params_list = json.loads(sys.argv[1])
-digits = load_digits()
-x = (digits.images / 16.0).astype("float32")[..., None]
-y = digits.target.astype("int32")
-order = np.random.default_rng(0).permutation(len(x))
-x, y = x[order], y[order]
-split = int(len(x) * 0.8)
-x_train, y_train, x_val, y_val = x[:split], y[:split], x[split:], y[split:]
+data = load_dataset("digits", seed=0)  # the same split as the platform's
+x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
 
 def objective(trial):
-    params = {name: trial.suggest_categorical(name, [value]) for name, value in params_list[trial.number].items()}
+    params = suggest_params(trial, "image", {}, max_epochs=10)  # the enqueued values
     keras.utils.set_random_seed(0)
     model = build_model("image", params, input_shape=(8, 8, 1), n_classes=10)
     history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=params["epochs"],
@@ -110,7 +106,9 @@ def set_flags(params: dict[str, Any]) -> list[str]:
 
 def timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{command[:3]} failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - started, done.stdout
 
 

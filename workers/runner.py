@@ -31,12 +31,13 @@ from studies.services import study_finish, study_mark_running
 from trials.models import Trial, TrialEpoch
 from workers.engine.devices import Slot, detect_gpus, plan_slots
 from workers.engine.messages import EpochEnd, Progress, Started, TrialResult, TrialSpec
-from workers.engine.process import TrialProcessDied, WarmProcessPool
+from workers.engine.process import SlotPool, TrialProcessDied
 from workers.engine.search_space import suggest_params
 
 logger = logging.getLogger(__name__)
 
 Event = dict[str, Any]
+STOP_GRACE = 30.0  # seconds a cancelled trial gets to stop before its process is killed
 
 
 def make_pruner(name: str, *, max_epochs: int) -> optuna.pruners.BasePruner:
@@ -113,7 +114,7 @@ class StudyRunner:
         self._started = Trial.objects.filter(study=study).exclude(state=TrialState.WAITING.name).count()
         self.study = study_mark_running(study=study)
         self._emit("study.status", status=Status.RUNNING)
-        self._pool = WarmProcessPool(self.slots)
+        self._pool = SlotPool(self.slots)
         self._pool.warm()
         started = time.perf_counter()
         threads = [
@@ -145,10 +146,6 @@ class StudyRunner:
                 return False
             self._started += 1
             return True
-
-    def _remaining(self) -> int:
-        with self._lock:
-            return self.study.n_trials - self._started
 
     def _slot_loop(self, slot: Slot) -> None:
         try:
@@ -191,19 +188,22 @@ class StudyRunner:
         self._finish(trial, result, time.perf_counter() - started)
 
     def _train(self, trial: optuna.Trial, spec: TrialSpec, slot: Slot) -> TrialResult:
-        process = self._pool.acquire(slot, keep_spare=self._remaining() > 0)
         interval = self.storage.get_heartbeat_interval() or 10
         last_beat = 0.0
-        stop_sent = False
+        stop_deadline: float | None = None
         try:
+            process = self._pool.acquire(slot)
             process.start_trial(spec)
             while True:
                 if time.monotonic() - last_beat >= interval:
                     self.storage.record_heartbeat(trial._trial_id)
                     last_beat = time.monotonic()
-                if self.cancelled and not stop_sent:
+                if self.cancelled and stop_deadline is None:
                     process.send_control("stop")
-                    stop_sent = True
+                    stop_deadline = time.monotonic() + STOP_GRACE
+                elif stop_deadline is not None and time.monotonic() > stop_deadline:
+                    process.kill()  # it ignored the stop; the pool starts a new one
+                    return TrialResult(trial_id=trial._trial_id, status="cancelled", reason="Killed: it did not stop when cancelled.")
                 message = process.receive(timeout=0.2)
                 if message is None:
                     continue
@@ -212,8 +212,6 @@ class StudyRunner:
                 self._handle(trial, process, message)
         except TrialProcessDied as error:
             return TrialResult(trial_id=trial._trial_id, status="failed", reason=str(error))
-        finally:
-            process.close()
 
     def _handle(self, trial: optuna.Trial, process: Any, message: Any) -> None:
         number = trial.number

@@ -176,8 +176,26 @@ class TrialResult(Message):
     STATUSES: ClassVar[tuple[str, ...]] = ("complete", "pruned", "unhealthy", "cancelled", "failed")
 
 
+@dataclass(frozen=True)
+class ProcessReady(Message):
+    """The slot's process has imported everything and waits for a ``TrialSpec``."""
+
+    TYPE: ClassVar[str] = "process.ready"
+    pid: int
+
+
+@dataclass(frozen=True)
+class ProcessExit(Message):
+    """The process that ran a trial has ended (after its result, or instead of one)."""
+
+    TYPE: ClassVar[str] = "process.exit"
+    pid: int
+    code: int
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    cls.TYPE: cls for cls in (TrialSpec, Started, Progress, EpochEnd, Control, TrialResult)
+    cls.TYPE: cls
+    for cls in (TrialSpec, Started, Progress, EpochEnd, Control, TrialResult, ProcessReady, ProcessExit)
 }
 
 

@@ -17,7 +17,7 @@ from workers.engine.trial_process import PipeChannel, serve
 def run(spec: TrialSpec, channel: PipeChannel) -> Message:
     behaviour = spec.params.get("behaviour", "normal")
     channel.send(
-        Started(spec.trial_id, {"layers": []}, 42, worker=f"gpus={os.environ.get('CUDA_VISIBLE_DEVICES')!r}")
+        Started(spec.trial_id, {"layers": [], "pid": os.getpid()}, 42, worker=f"gpus={os.environ.get('CUDA_VISIBLE_DEVICES')!r}")
     )
     if behaviour == "chatty":
         print("some library printing to stdout", flush=True)

@@ -1,5 +1,5 @@
-"""Trial processes and the warm pool, with a TensorFlow-free trial process
-(``fake_trial_process``): the pipe protocol, controls, crashes, GPU pinning."""
+"""Slot processes and the pool, with a TensorFlow-free trial (``fake_trial_process``): the
+pipe protocol, controls, a fresh process per trial, crashes, GPU pinning."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -9,7 +9,7 @@ import pytest
 
 from workers.engine.devices import Slot
 from workers.engine.messages import EpochEnd, Progress, Started, TrialResult, TrialSpec
-from workers.engine.process import TrialProcess, TrialProcessDied, WarmProcessPool
+from workers.engine.process import SlotPool, SlotProcess, TrialProcessDied
 
 FAKE = "tests.workers.engine.fake_trial_process"
 
@@ -20,12 +20,12 @@ def spec(behaviour: str = "normal", trial_id: int = 1) -> TrialSpec:
     )
 
 
-def drive(process: TrialProcess, answers: Iterator[str]) -> list[object]:
+def drive(process: SlotProcess, answers: Iterator[str]) -> list[object]:
     """Run a trial to its result, answering each EpochEnd with the next action."""
     seen: list[object] = []
     while True:
         message = process.receive(timeout=20)
-        assert message is not None, "the trial process went silent"
+        assert message is not None, "the trial went silent"
         seen.append(message)
         if isinstance(message, EpochEnd):
             process.send_control(next(answers))
@@ -34,13 +34,13 @@ def drive(process: TrialProcess, answers: Iterator[str]) -> list[object]:
 
 
 @pytest.fixture
-def process() -> Iterator[TrialProcess]:
-    trial_process = TrialProcess(Slot(0), module=FAKE)
-    yield trial_process
-    trial_process.close()
+def process() -> Iterator[SlotProcess]:
+    slot_process = SlotProcess(Slot(0), module=FAKE)
+    yield slot_process
+    slot_process.close()
 
 
-def test_a_trial_runs_to_completion_over_the_pipe(process: TrialProcess) -> None:
+def test_a_trial_runs_to_completion_over_the_pipe(process: SlotProcess) -> None:
     process.start_trial(spec())
     seen = drive(process, iter(["continue"] * 3))
     assert isinstance(seen[0], Started)
@@ -48,17 +48,27 @@ def test_a_trial_runs_to_completion_over_the_pipe(process: TrialProcess) -> None
     assert [m.epoch for m in seen if isinstance(m, EpochEnd)] == [1, 2, 3]
     result = seen[-1]
     assert isinstance(result, TrialResult) and result.status == "complete"
-    assert process.process.wait(timeout=10) == 0  # one trial per process
 
 
-def test_prune_answer_ends_the_trial_as_pruned(process: TrialProcess) -> None:
+def test_each_trial_runs_in_a_fresh_process_of_the_slot(process: SlotProcess) -> None:
+    pids = set()
+    for trial_id in (1, 2, 3):
+        process.start_trial(spec(trial_id=trial_id))
+        seen = drive(process, iter(["continue"] * 3))
+        pids.add(seen[0].architecture["pid"])  # type: ignore[attr-defined]
+        assert seen[-1].trial_id == trial_id  # type: ignore[attr-defined]
+    assert len(pids) == 3 and process.pid not in pids
+    assert process.is_alive()
+
+
+def test_prune_answer_ends_the_trial_as_pruned(process: SlotProcess) -> None:
     process.start_trial(spec())
     result = drive(process, iter(["continue", "prune"]))[-1]
     assert isinstance(result, TrialResult)
     assert (result.status, result.reason) == ("pruned", "pruned after 2")
 
 
-def test_stop_reaches_a_training_trial_between_batches(process: TrialProcess) -> None:
+def test_stop_reaches_a_training_trial_between_batches(process: SlotProcess) -> None:
     process.start_trial(spec("slow"))
     while not isinstance(process.receive(timeout=20), Progress):
         pass
@@ -70,13 +80,15 @@ def test_stop_reaches_a_training_trial_between_batches(process: TrialProcess) ->
     assert sum(isinstance(m, Progress) for m in seen) <= 3
 
 
-def test_a_crashed_trial_process_is_reported_not_hung(process: TrialProcess) -> None:
+def test_a_crashed_trial_is_reported_and_the_slot_goes_on(process: SlotProcess) -> None:
     process.start_trial(spec("crash"))
     with pytest.raises(TrialProcessDied, match="exit code 3"):
         drive(process, iter(["continue"] * 3))
+    process.start_trial(spec())
+    assert drive(process, iter(["continue"] * 3))[-1].status == "complete"  # type: ignore[attr-defined]
 
 
-def test_stdout_chatter_does_not_corrupt_the_protocol(process: TrialProcess) -> None:
+def test_stdout_chatter_does_not_corrupt_the_protocol(process: SlotProcess) -> None:
     process.start_trial(spec("chatty"))
     result = drive(process, iter(["continue"] * 3))[-1]
     assert isinstance(result, TrialResult) and result.status == "complete"
@@ -84,29 +96,26 @@ def test_stdout_chatter_does_not_corrupt_the_protocol(process: TrialProcess) -> 
 
 def test_slots_pin_gpus_and_cpu_slots_hide_them() -> None:
     for slot, expected in ((Slot(0, (2, 3)), "gpus='2,3'"), (Slot(1), "gpus=''")):
-        trial_process = TrialProcess(slot, module=FAKE)
+        slot_process = SlotProcess(slot, module=FAKE)
         try:
-            trial_process.start_trial(spec())
-            started = trial_process.receive(timeout=20)
+            slot_process.start_trial(spec())
+            started = slot_process.receive(timeout=20)
             assert isinstance(started, Started) and started.worker == expected
         finally:
-            trial_process.close(grace=0.5)
+            slot_process.kill()
 
 
-def test_pool_hands_out_warm_processes_and_keeps_a_spare() -> None:
+def test_pool_restarts_a_dead_slot_process_and_leaves_nothing_behind() -> None:
     slot = Slot(0)
-    pool = WarmProcessPool([slot], module=FAKE)
+    pool = SlotPool([slot], module=FAKE)
     try:
         pool.warm()
         first = pool.acquire(slot)
-        spare_pid = pool._spares[slot.index].pid
-        first.start_trial(spec())
-        drive(first, iter(["continue"] * 3))
-        first.close()
-        second = pool.acquire(slot, keep_spare=False)
-        assert second.pid == spare_pid  # the spare started while the first trial ran
-        assert slot.index not in pool._spares
-        second.close()
+        first.kill()
+        second = pool.acquire(slot)
+        assert second is not first and second.is_alive()
+        second.start_trial(spec())
+        assert drive(second, iter(["continue"] * 3))[-1].status == "complete"  # type: ignore[attr-defined]
     finally:
         pool.close()
     children = psutil.Process().children(recursive=True)
