@@ -61,3 +61,16 @@ def viewer(workspace: Workspace) -> Any:
 @pytest.fixture
 def outsider(db: None) -> Any:
     return make_user("oscar")
+
+
+def database_url_for_subprocess() -> str:
+    """A DATABASE_URL that points a child process at the test database."""
+    from django.db import connection
+
+    database = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{database['NAME']}"
+    user = database.get("USER") or ""
+    password = f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
+    credentials = f"{user}{password}@" if user else ""
+    return f"postgres://{credentials}{database['HOST']}:{database['PORT']}/{database['NAME']}"

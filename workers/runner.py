@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,12 @@ from studies.services import study_finish, study_mark_running
 from trials.models import Trial, TrialEpoch
 from workers.engine.devices import Slot, detect_gpus, plan_slots
 from workers.engine.messages import EpochEnd, Progress, Started, TrialResult, TrialSpec
-from workers.engine.process import SlotPool, TrialProcessDied
+from workers.engine.process import TRIAL_MODULE, SlotPool, TrialProcessDied
 from workers.engine.search_space import suggest_params
 
 logger = logging.getLogger(__name__)
+# The runner records heartbeats itself (Optuna's own heartbeat thread lives in optimize()).
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed", category=UserWarning)
 
 Event = dict[str, Any]
 STOP_GRACE = 30.0  # seconds a cancelled trial gets to stop before its process is killed
@@ -67,12 +70,14 @@ class StudyRunner:
         *,
         slots: list[Slot] | None = None,
         on_event: Callable[[Event], None] | None = None,
+        trial_module: str = TRIAL_MODULE,
     ) -> None:
         self.study = study
         slots = slots if slots is not None else machine_slots()
         self.slots = slots[: max(1, min(study.concurrency, len(slots)))]
         self.on_event = on_event or (lambda event: None)
         self.storage = storage_for_study(study)
+        self.trial_module = trial_module  # the tests run a TensorFlow-free trial process
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._started = 0
@@ -114,7 +119,7 @@ class StudyRunner:
         self._started = Trial.objects.filter(study=study).exclude(state=TrialState.WAITING.name).count()
         self.study = study_mark_running(study=study)
         self._emit("study.status", status=Status.RUNNING)
-        self._pool = SlotPool(self.slots)
+        self._pool = SlotPool(self.slots, module=self.trial_module)
         self._pool.warm()
         started = time.perf_counter()
         threads = [

@@ -1,6 +1,7 @@
 """A trial process without TensorFlow, for testing the pipe protocol and the pool.
 
-``spec.params["behaviour"]``: "normal" (3 epochs, obeys controls), "crash" (dies mid-trial),
+``spec.params["behaviour"]`` or env ``FAKE_BEHAVIOUR``: "normal" (3 epochs, obeys controls),
+"fail" (ends failed), "crash" (dies mid-trial),
 "chatty" (prints to stdout, which must not corrupt the protocol), "slow" (trains until a
 stop arrives). ``Started.worker`` carries CUDA_VISIBLE_DEVICES so tests can check pinning.
 """
@@ -15,7 +16,9 @@ from workers.engine.trial_process import PipeChannel, serve
 
 
 def run(spec: TrialSpec, channel: PipeChannel) -> Message:
-    behaviour = spec.params.get("behaviour", "normal")
+    behaviour = spec.params.get("behaviour") or os.environ.get("FAKE_BEHAVIOUR", "normal")
+    # Odd trials score a tenth of even ones, so a median pruner has something to prune.
+    quality = 1.0 if spec.trial_number % 2 == 0 else 0.1
     channel.send(
         Started(spec.trial_id, {"layers": [], "pid": os.getpid()}, 42, worker=f"gpus={os.environ.get('CUDA_VISIBLE_DEVICES')!r}")
     )
@@ -32,13 +35,20 @@ def run(spec: TrialSpec, channel: PipeChannel) -> Message:
             if behaviour == "slow":
                 time.sleep(0.05)
             channel.send(Progress(spec.trial_id, epoch, epochs, batch, 10, {"loss": 1.0 / batch}))
-        channel.send(EpochEnd(spec.trial_id, epoch, epochs, {"val_accuracy": epoch / 10}, 0.01, epoch / 10))
+        score = quality * epoch / 10
+        channel.send(EpochEnd(spec.trial_id, epoch, epochs, {"val_accuracy": score}, 0.01, score))
         answer = channel.wait_control()
         if answer.action == "prune":
             return TrialResult(spec.trial_id, "pruned", reason=f"pruned after {epoch}")
         if answer.action == "stop":
             return TrialResult(spec.trial_id, "cancelled", reason="stopped")
-    return TrialResult(spec.trial_id, "complete", accuracy=0.3, seconds=0.1)
+    if behaviour == "fail":
+        return TrialResult(spec.trial_id, "failed", reason="MemoryError: out of memory", traceback="Traceback ...")
+    accuracy = quality * epochs / 10
+    return TrialResult(
+        spec.trial_id, "complete", accuracy=accuracy, health_score=0.9, total_score=accuracy,
+        architecture={"layers": [], "family": "cnn"}, param_count=42, seconds=0.1,
+    )
 
 
 if __name__ == "__main__":
