@@ -11,7 +11,7 @@ TEST_SQLITE_URL = sqlite:///var/test.sqlite3
 # Extra arguments for pytest, e.g. `make test-sqlite PYTEST_ARGS='-x tests/accounts'`.
 PYTEST_ARGS ?=
 
-.PHONY: run test test-postgres test-sqlite bench install clean distclean
+.PHONY: run test test-postgres test-sqlite bench bench-overhead bench-quality install clean distclean
 
 $(PY):
 	python3 -m venv .venv
@@ -48,6 +48,12 @@ test-sqlite: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/storage.py
+
+bench-overhead: $(STAMP)
+	$(PY) bench/overhead.py
+
+bench-quality: $(STAMP)
+	$(PY) bench/quality.py
 
 # Build and test leftovers; keeps .venv and the embedded database and demo login in var/.
 clean:
