@@ -55,7 +55,10 @@ def test_study_runs_exactly_its_budget_and_stores_every_trial(workspace: Any, me
     assert kinds.count("trial.epoch") == 12
 
 
-def test_two_slots_run_trials_side_by_side(workspace: Any, member: Any) -> None:
+def test_two_slots_run_trials_side_by_side(
+    workspace: Any, member: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_BEHAVIOUR", "paced")  # long enough to overlap on a busy machine
     study = make_study(workspace, member, n_trials=4, concurrency=2)
     events: list[dict[str, Any]] = []
     running, most = set(), 0

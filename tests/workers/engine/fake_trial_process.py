@@ -1,7 +1,7 @@
 """A trial process without TensorFlow, for testing the pipe protocol and the pool.
 
 ``spec.params["behaviour"]`` or env ``FAKE_BEHAVIOUR``: "normal" (3 epochs, obeys controls),
-"fail" (ends failed), "crash" (dies mid-trial),
+"paced" (3 epochs of 0.2 s), "fail" (ends failed), "crash" (dies mid-trial),
 "chatty" (prints to stdout, which must not corrupt the protocol), "slow" (trains until a
 stop arrives). ``Started.worker`` carries CUDA_VISIBLE_DEVICES so tests can check pinning.
 """
@@ -34,6 +34,8 @@ def run(spec: TrialSpec, channel: PipeChannel) -> Message:
                 return TrialResult(spec.trial_id, "cancelled", reason="stopped")
             if behaviour == "slow":
                 time.sleep(0.05)
+            elif behaviour == "paced":
+                time.sleep(0.02)
             channel.send(Progress(spec.trial_id, epoch, epochs, batch, 10, {"loss": 1.0 / batch}))
         score = quality * epoch / 10
         channel.send(EpochEnd(spec.trial_id, epoch, epochs, {"val_accuracy": score}, 0.01, score))
