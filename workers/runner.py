@@ -155,7 +155,12 @@ class StudyRunner:
     def _slot_loop(self, slot: Slot) -> None:
         try:
             while self._claim():
-                self._run_trial(slot)
+                try:
+                    self._run_trial(slot)
+                except Exception as error:  # a bug or a lost database: stop, don't hang
+                    logger.exception("study %s: a trial could not be run", self.study.pk)
+                    with self._lock:
+                        self._failed_reason = f"Internal error while running a trial: {error}"
         finally:
             connections.close_all()  # this thread's connection
 
@@ -163,8 +168,17 @@ class StudyRunner:
 
     def _run_trial(self, slot: Slot) -> None:
         close_old_connections()
-        study = self.study
         trial = self._optuna_study.ask()
+        try:
+            self._run_asked_trial(trial, slot)
+        except Exception as error:
+            # Whatever broke, the trial must not stay RUNNING for ever.
+            Trial.objects.filter(pk=trial._trial_id).update(error_message=f"Internal error: {error}")
+            self._optuna_study.tell(trial, state=TrialState.FAIL)
+            raise
+
+    def _run_asked_trial(self, trial: optuna.Trial, slot: Slot) -> None:
+        study = self.study
         params = suggest_params(trial, study.task_kind, study.search_space, max_epochs=study.max_epochs)
         worker = f"{socket.gethostname()}:{os.getpid()}"
         Trial.objects.filter(pk=trial._trial_id).update(executor="local", worker=worker)
@@ -187,9 +201,11 @@ class StudyRunner:
             self.running[trial.number] = {"epoch": 0, "epochs": params.get("epochs", study.max_epochs), "fraction": 0.0}
         self._emit("trial.queued", trial=trial.number, params=params, slot=slot.label)
         started = time.perf_counter()
-        result = self._train(trial, spec, slot)
-        with self._lock:
-            self.running.pop(trial.number, None)
+        try:
+            result = self._train(trial, spec, slot)
+        finally:
+            with self._lock:
+                self.running.pop(trial.number, None)
         self._finish(trial, result, time.perf_counter() - started)
 
     def _train(self, trial: optuna.Trial, spec: TrialSpec, slot: Slot) -> TrialResult:

@@ -152,3 +152,28 @@ def test_enqueued_params_are_trained_as_given(workspace: Any, member: Any) -> No
     trial = Trial.objects.get(study=study)
     params = DjangoStorage().get_trial(trial.pk).params
     assert params["filters"] == 64 and params["optimizer"] == "sgd"
+
+
+def test_an_internal_error_fails_the_trial_and_stops_the_study(
+    workspace: Any, member: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workers.runner
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(workers.runner, "suggest_params", broken)
+    study = make_study(workspace, member, n_trials=3)
+    ended = runner(study).run()
+    assert ended.status == Status.FAILED and "the database went away" in ended.status_reason
+    trial = Trial.objects.get(study=study)  # it stopped after the first
+    assert trial.state == "FAIL" and "Internal error" in trial.error_message
+
+
+def test_pruner_choice() -> None:
+    from workers.runner import make_pruner
+
+    assert isinstance(make_pruner("median", max_epochs=10), optuna.pruners.MedianPruner)
+    hyperband = make_pruner("hyperband", max_epochs=10)
+    assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
+    assert isinstance(make_pruner("none", max_epochs=10), optuna.pruners.NopPruner)
