@@ -33,14 +33,26 @@ from trials.models import Trial, TrialEpoch
 from workers.engine.devices import Slot, detect_gpus, plan_slots
 from workers.engine.messages import EpochEnd, Progress, Started, TrialResult, TrialSpec
 from workers.engine.process import TRIAL_MODULE, SlotPool, TrialProcessDied
-from workers.engine.search_space import suggest_params
+from workers.engine.search_space import default_params, suggest_params
 
 logger = logging.getLogger(__name__)
 # The runner records heartbeats itself (Optuna's own heartbeat thread lives in optimize()).
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed", category=UserWarning)
+# Multivariate TPE is marked experimental; it is the sampler we choose on purpose.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 Event = dict[str, Any]
 STOP_GRACE = 30.0  # seconds a cancelled trial gets to stop before its process is killed
+
+
+def make_sampler(study: Study, *, parallel: bool) -> optuna.samplers.BaseSampler:
+    """Multivariate TPE, seeded by the study. A third of the budget (at most 5 trials, the
+    default configuration included) samples at random before TPE takes over; with trials
+    running side by side, the constant liar keeps them from sampling the same point."""
+    startup = min(5, max(1, study.n_trials // 3))
+    return optuna.samplers.TPESampler(
+        seed=study.seed, n_startup_trials=startup, multivariate=True, constant_liar=parallel
+    )
 
 
 def make_pruner(name: str, *, max_epochs: int) -> optuna.pruners.BasePruner:
@@ -111,11 +123,16 @@ class StudyRunner:
         self._optuna_study = optuna.load_study(
             study_name=study.optuna_name,
             storage=self.storage,
-            sampler=optuna.samplers.TPESampler(
-                seed=study.seed, constant_liar=len(self.slots) > 1, n_startup_trials=5
-            ),
+            sampler=make_sampler(study, parallel=len(self.slots) > 1),
             pruner=make_pruner(study.pruner, max_epochs=study.max_epochs),
         )
+        if not Trial.objects.filter(study=study).exists():
+            # A fresh study starts from the default configuration (KerasTuner does the same):
+            # a known-good point for TPE to improve on, never a wasted trial.
+            self._optuna_study.enqueue_trial(
+                default_params(study.task_kind, study.search_space, max_epochs=study.max_epochs),
+                user_attrs={"default_configuration": True},
+            )
         self._started = Trial.objects.filter(study=study).exclude(state=TrialState.WAITING.name).count()
         self.study = study_mark_running(study=study)
         self._emit("study.status", status=Status.RUNNING)

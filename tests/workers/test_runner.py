@@ -15,6 +15,7 @@ from studies.optuna_storage import DjangoStorage
 from studies.services import study_create
 from trials.models import Trial, TrialEpoch
 from workers.engine.devices import Slot
+from workers.engine.search_space import default_params
 from workers.runner import StudyRunner
 
 FAKE = "tests.workers.engine.fake_trial_process"
@@ -49,6 +50,10 @@ def test_study_runs_exactly_its_budget_and_stores_every_trial(workspace: Any, me
         assert trial.health_score == 0.9
         assert TrialEpoch.objects.filter(trial=trial).count() == 3
         assert trial.user_attrs["accuracy"] == trial.accuracy
+    # A fresh study's first trial trains the default configuration.
+    first = DjangoStorage().get_trial(trials[0].pk)
+    assert first.user_attrs["default_configuration"] is True
+    assert first.params == default_params("image", max_epochs=3)
     kinds = [e["type"] for e in events]
     assert kinds[0] == "study.status" and kinds[-1] == "study.finished"
     assert kinds.count("trial.started") == kinds.count("trial.finished") == 4

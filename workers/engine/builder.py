@@ -99,7 +99,9 @@ def _build_cnn(
             activation=None, name=f"conv_{n}",
         )(x)
         if params["batch_norm"]:
-            x = keras.layers.BatchNormalization(name=f"bn_{n}")(x)
+            # momentum 0.9, not Keras' 0.99: trials train for a few hundred steps, and slow
+            # moving statistics would leave validation far from training.
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn_{n}")(x)
         x = keras.layers.Activation(params["activation"], name=f"act_{n}")(x)
         # Small images (digits are 8x8) run out of pixels before the blocks run out.
         if pooling is not None and x.shape[1] >= 2 and x.shape[2] >= 2:

@@ -63,6 +63,9 @@ class ParamSpec:
     step: int | None = None
     choices: tuple[Any, ...] | None = None
     help: str = ""
+    # The first trial of a study trains the defaults (as KerasTuner does): a sound,
+    # conventional network, so the search starts from a known-good point.
+    default: Any = None
 
     def __post_init__(self) -> None:
         # Programmer errors in the tables below, not user input: plain ValueError.
@@ -108,6 +111,20 @@ class ParamSpec:
             raise SearchSpaceError(f"{self.name}: {value} is not on the grid {self.bounds}")
         return value
 
+    def default_value(self) -> Any:
+        """The default, or the nearest allowed value when overrides have narrowed it away."""
+        if self.kind == CATEGORICAL:
+            choices = self.choices or ()
+            return self.default if any(type(c) is type(self.default) and c == self.default for c in choices) else choices[0]
+        assert self.low is not None and self.high is not None
+        value = self.high if self.default is None else min(max(self.default, self.low), self.high)
+        if self.kind == INT:
+            step = self.step or 1
+            value = int(self.low) + round((value - self.low) / step) * step
+            value = min(value, int(self.low) + (int(self.high) - int(self.low)) // step * step)
+            return int(value)
+        return float(value)
+
     def narrowed(self, override: Any) -> ParamSpec:
         """This spec restricted by a normalized override (see ``validate_overrides``)."""
         if isinstance(override, Mapping) and "choices" in override:
@@ -139,17 +156,19 @@ class ParamSpec:
             "step": self.step,
             "choices": list(self.choices) if self.choices is not None else None,
             "help": self.help,
+            "default": self.default,
         }
 
 
 def _training_specs(max_epochs: int) -> list[ParamSpec]:
     return [
         ParamSpec("optimizer", CATEGORICAL, choices=("adam", "rmsprop", "sgd", "nadam"),
-                  help="optimizer algorithm"),
+                  help="optimizer algorithm", default="adam"),
         ParamSpec("learning_rate", FLOAT, 1e-4, 1e-2, log=True,
-                  help="optimizer learning rate (log scale)"),
+                  help="optimizer learning rate (log scale)", default=2e-3),
         ParamSpec("batch_size", CATEGORICAL, choices=(16, 32, 64, 128),
-                  help="examples per training batch"),
+                  help="examples per training batch", default=32),
+        # No default: the most epochs the study allows (the best epoch's model is kept).
         ParamSpec(EPOCHS, INT, max(1, math.ceil(max_epochs / 2)), max_epochs,
                   help="training epochs (from half the study's max_epochs up to it)"),
     ]
@@ -160,31 +179,35 @@ def _space(specs: list[ParamSpec]) -> dict[str, ParamSpec]:
 
 
 CNN_SPACE: dict[str, ParamSpec] = _space([
-    ParamSpec("conv_blocks", INT, 1, 3, help="convolution blocks (conv, norm, activation, pool)"),
+    ParamSpec("conv_blocks", INT, 1, 3, help="convolution blocks (conv, norm, activation, pool)",
+              default=2),
     ParamSpec("filters", CATEGORICAL, choices=(16, 32, 64, 128),
-              help="filters of the first block, doubled in each further block"),
-    ParamSpec("kernel_size", CATEGORICAL, choices=(3, 5), help="convolution kernel size"),
+              help="filters of the first block, doubled in each further block", default=32),
+    ParamSpec("kernel_size", CATEGORICAL, choices=(3, 5), help="convolution kernel size", default=3),
     ParamSpec("activation", CATEGORICAL, choices=("relu", "elu", "tanh", "selu"),
-              help="activation of conv and dense layers"),
+              help="activation of conv and dense layers", default="relu"),
     ParamSpec("pooling", CATEGORICAL, choices=("max", "avg", "none"),
-              help="2x2 pooling after each block (skipped once the image is 1 pixel wide)"),
+              help="2x2 pooling after each block (skipped once the image is 1 pixel wide)",
+              default="max"),
     ParamSpec("batch_norm", CATEGORICAL, choices=(True, False),
-              help="batch normalization after each convolution"),
-    ParamSpec("dropout", FLOAT, 0.0, 0.5, help="dropout rate before the dense head"),
-    ParamSpec("dense_layers", INT, 0, 2, help="hidden dense layers before the output"),
-    ParamSpec("dense_units", INT, 32, 256, step=32, help="units of each hidden dense layer"),
+              help="batch normalization after each convolution", default=True),
+    ParamSpec("dropout", FLOAT, 0.0, 0.5, help="dropout rate before the dense head", default=0.25),
+    ParamSpec("dense_layers", INT, 0, 2, help="hidden dense layers before the output", default=1),
+    ParamSpec("dense_units", INT, 32, 256, step=32, help="units of each hidden dense layer",
+              default=128),
     *_training_specs(DEFAULT_MAX_EPOCHS),
 ])
 
 LSTM_SPACE: dict[str, ParamSpec] = _space([
-    ParamSpec("embedding_dim", INT, 16, 128, step=16, help="word embedding size"),
-    ParamSpec("lstm_layers", INT, 1, 2, help="stacked LSTM layers"),
-    ParamSpec("lstm_units", INT, 16, 128, step=16, help="units of each LSTM layer"),
+    ParamSpec("embedding_dim", INT, 16, 128, step=16, help="word embedding size", default=64),
+    ParamSpec("lstm_layers", INT, 1, 2, help="stacked LSTM layers", default=1),
+    ParamSpec("lstm_units", INT, 16, 128, step=16, help="units of each LSTM layer", default=64),
     ParamSpec("bidirectional", CATEGORICAL, choices=(True, False),
-              help="read the sequence both ways"),
-    ParamSpec("dropout", FLOAT, 0.0, 0.5, help="dropout rate before the dense head"),
-    ParamSpec("dense_layers", INT, 0, 1, help="hidden dense layers before the output"),
-    ParamSpec("dense_units", INT, 16, 128, step=16, help="units of each hidden dense layer"),
+              help="read the sequence both ways", default=True),
+    ParamSpec("dropout", FLOAT, 0.0, 0.5, help="dropout rate before the dense head", default=0.2),
+    ParamSpec("dense_layers", INT, 0, 1, help="hidden dense layers before the output", default=0),
+    ParamSpec("dense_units", INT, 16, 128, step=16, help="units of each hidden dense layer",
+              default=64),
     *_training_specs(DEFAULT_MAX_EPOCHS),
 ])
 
@@ -280,6 +303,13 @@ def suggest_params(
     through the trial's suggest API so it shows in ``trial.params``."""
     space = effective_space(kind, overrides, max_epochs=max_epochs)
     return {name: spec.suggest(trial) for name, spec in space.items()}
+
+
+def default_params(kind: str, overrides: Any = None, *, max_epochs: int) -> dict[str, Any]:
+    """The default configuration within the (narrowed) space: what a study's first trial
+    trains. Fixed parameters keep their fixed value."""
+    space = effective_space(kind, overrides, max_epochs=max_epochs)
+    return {name: spec.default_value() for name, spec in space.items()}
 
 
 def describe_space(kind: str, *, max_epochs: int) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ import optuna
 import pytest
 
 from workers.engine.search_space import (
+    default_params,
     CNN_SPACE,
     LSTM_SPACE,
     ParamSpec,
@@ -307,7 +308,24 @@ def test_describe_space_lists_every_parameter_json_safe(kind: str) -> None:
     by_name = {row["name"]: row for row in rows}
     assert by_name["learning_rate"] == {
         "name": "learning_rate", "kind": "float", "low": 0.0001, "high": 0.01, "log": True,
-        "step": None, "choices": None, "help": by_name["learning_rate"]["help"],
+        "step": None, "choices": None, "help": by_name["learning_rate"]["help"], "default": 0.002,
     }
     assert by_name["epochs"]["low"] == 4 and by_name["epochs"]["high"] == 8
     assert by_name["optimizer"]["choices"] == ["adam", "rmsprop", "sgd", "nadam"]
+
+
+@pytest.mark.parametrize("kind", ["image", "text"])
+def test_default_params_lie_in_the_space_and_follow_overrides(kind: str) -> None:
+    defaults = default_params(kind, max_epochs=6)
+    space = space_for(kind, max_epochs=6)
+    assert set(defaults) == set(space)
+    for name, value in defaults.items():
+        assert space[name].check_value(value) == value
+    assert defaults["epochs"] == 6 and defaults["optimizer"] == "adam"
+    narrowed = default_params(
+        kind, {"optimizer": "sgd", "learning_rate": {"low": 0.005, "high": 0.01}, "dense_units": {"low": 96, "high": 128}},
+        max_epochs=6,
+    )
+    assert narrowed["optimizer"] == "sgd"  # a fixed value wins
+    assert narrowed["learning_rate"] == 0.005  # the default, moved into the narrowed range
+    assert narrowed["dense_units"] in (96, 112, 128) and space["dense_units"].check_value(narrowed["dense_units"])
