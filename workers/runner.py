@@ -212,6 +212,7 @@ class StudyRunner:
             health_weights=study.health_weights,
             dataset_options=study.dataset_options,
             gpus=list(slot.gpus),
+            wait_for_pruner=study.pruner != Pruner.NONE,
             artifacts_dir=str(trial_artifacts_dir(study, trial.number)),
         )
         with self._lock:
@@ -264,10 +265,12 @@ class StudyRunner:
             self._emit("trial.progress", trial=number, epoch=message.epoch, epochs=message.epochs, fraction=message.fraction, metrics=message.metrics)
         elif isinstance(message, EpochEnd):
             self._record_epoch(trial, message)
+            trial.report(message.score, message.epoch)
+            if self.study.pruner == Pruner.NONE:
+                return  # the trial did not wait; a cancel reaches it through _train
             if self.cancelled:
                 action = "stop"
             else:
-                trial.report(message.score, message.epoch)
                 action = "prune" if trial.should_prune() else "continue"
             process.send_control(action)
 

@@ -10,7 +10,8 @@ The conversation of one trial, parent (P) and trial process (T), over a pipe of 
     P -> T  TrialSpec
     T -> P  Started             the model is built: its architecture, for the 3D viewer
     T -> P  Progress            every N batches: epoch, fraction of the epoch, running metrics
-    T -> P  EpochEnd            after each epoch; T then waits for a Control
+    T -> P  EpochEnd            after each epoch; T then waits for a Control (unless the
+                                spec says there is no pruner to ask)
     P -> T  Control             "continue", "prune" (the pruner said so) or "stop" (cancelled)
     T -> P  TrialResult         once, at the end (complete, pruned, unhealthy, cancelled, failed)
 
@@ -88,6 +89,9 @@ class TrialSpec(Message):
     dataset_options: dict[str, Any] = field(default_factory=dict)  # vocab_size, path, ...
     gpus: list[int] = field(default_factory=list)  # device ids; empty: CPU
     progress_every_batches: int = 10
+    # False when the study has no pruner: the trial then trains on after each EpochEnd
+    # without waiting for an answer (a "stop" is still honoured between batches).
+    wait_for_pruner: bool = True
     artifacts_dir: str = ""  # where the trial may write files (model, plots data)
     save_model: bool = True
 

@@ -120,6 +120,8 @@ def _make_callback(spec: TrialSpec, channel: Channel, epochs: int, batches: int)
                     score=val_accuracy if val_accuracy is not None else 0.0,
                 )
             )
+            if not spec.wait_for_pruner:
+                return  # nothing to ask: train on; a stop comes between batches
             answer = channel.wait_control()
             if answer.action == "prune":
                 self._end("pruned", f"Pruned after epoch {epoch + 1}.")

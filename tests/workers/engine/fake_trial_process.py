@@ -39,6 +39,8 @@ def run(spec: TrialSpec, channel: PipeChannel) -> Message:
             channel.send(Progress(spec.trial_id, epoch, epochs, batch, 10, {"loss": 1.0 / batch}))
         score = quality * epoch / 10
         channel.send(EpochEnd(spec.trial_id, epoch, epochs, {"val_accuracy": score}, 0.01, score))
+        if not spec.wait_for_pruner:
+            continue
         answer = channel.wait_control()
         if answer.action == "prune":
             return TrialResult(spec.trial_id, "pruned", reason=f"pruned after {epoch}")

@@ -133,3 +133,10 @@ def test_an_lstm_trial_trains_on_a_small_text_set(tmp_path: Path) -> None:
     assert channel.of(Started)[0].architecture["family"] == "lstm"
     assert result.accuracy is not None and result.accuracy >= 0.9  # a trivially separable set
     assert len(result.confusion_matrix) == 2
+
+
+def test_without_a_pruner_the_trial_does_not_wait_after_each_epoch(tmp_path: Path) -> None:
+    channel = ScriptedChannel(answers=["prune"])  # would prune, were it asked
+    result = run_trial(digits_spec(tmp_path, wait_for_pruner=False, save_model=False), channel)
+    assert result.status == "complete" and len(result.history) == 3
+    assert channel.answers == ["prune"]  # never asked
