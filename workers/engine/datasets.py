@@ -31,11 +31,13 @@ import math
 import numbers
 import os
 import re
+import shutil
 import socket
 import ssl
 import sys
 import threading
 import time
+import urllib.request
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -62,7 +64,14 @@ MIN_UPLOAD_SAMPLES = 10
 DOWNLOAD_HOSTS: dict[str, tuple[str, int]] = {
     "google": ("storage.googleapis.com", 443),
     "toronto": ("www.cs.toronto.edu", 443),
+    "erda": ("sid.erda.dk", 443),
 }
+# The official GTSRB training archive (GTSRB/Final_Training/Images/<class>/ inside).
+GTSRB_URL = (
+    "https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370/"
+    "GTSRB_Final_Training_Images.zip"
+)
+DOWNLOAD_TIMEOUT_S = 60.0
 _FASHION_FILES = ("train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz",
                   "t10k-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz")
 # The exact names ``keras.datasets.<set>.load_data()`` looks for under the cache folder
@@ -386,6 +395,8 @@ def _text_features(texts: list[str], vocab_size: int, length: int) -> Features:
 
 def _load_gtsrb(name: str, options: dict[str, Any]) -> _Source:
     root = Path(options["path"]) if options.get("path") else keras_cache_dir() / "gtsrb"
+    if not options.get("path") and not root.is_dir():
+        _download_gtsrb(root)
     samples = _gtsrb_samples(root)
     class_ids = sorted({class_id for _, class_id, _ in samples})
     label_of = {class_id: i for i, class_id in enumerate(class_ids)}
@@ -396,6 +407,34 @@ def _load_gtsrb(name: str, options: dict[str, Any]) -> _Source:
         return np.stack([_gtsrb_image(samples[i][0], samples[i][2]) for i in rows])
 
     return _Source(IMAGE, labels, len(class_ids), names, _per_split(read))
+
+
+def _download_gtsrb(root: Path) -> None:
+    """Fetch and unpack the official archive into ``root`` (the default cache folder), or
+    fail at once, naming the folder, when the host cannot be reached."""
+    host, port = DOWNLOAD_HOSTS["erda"]
+    if not _reachable(host, port):
+        raise DatasetError(
+            f"gtsrb is not in {root} and the download host {host}:{port} cannot be reached; "
+            f"put {GTSRB_LAYOUT} there, or give the folder's path"
+        )
+    archive = root.with_name("GTSRB_Final_Training_Images.zip.partial")
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("data set gtsrb: downloading %s", GTSRB_URL)
+    try:
+        with urllib.request.urlopen(GTSRB_URL, timeout=DOWNLOAD_TIMEOUT_S) as response, archive.open("wb") as out:
+            shutil.copyfileobj(response, out)
+        unpacking = root.with_name("gtsrb.partial")
+        shutil.rmtree(unpacking, ignore_errors=True)
+        with zipfile.ZipFile(archive) as bundle:
+            bundle.extractall(unpacking)
+        unpacking.rename(root)  # only a complete folder ever appears under the final name
+    except (OSError, zipfile.BadZipFile) as error:
+        raise DatasetError(
+            f"downloading gtsrb from {GTSRB_URL} failed ({error}); put {GTSRB_LAYOUT} in {root}"
+        ) from error
+    finally:
+        archive.unlink(missing_ok=True)
 
 
 def _gtsrb_samples(root: Path) -> list[tuple[Path, int, tuple[int, int, int, int] | None]]:

@@ -542,3 +542,32 @@ def test_a_failing_keras_loader_becomes_a_dataset_error(trusted_cache: Path) -> 
     with pytest.raises(DatasetError, match=r"loading mnist failed \(.*\); check or replace "
                                            r"mnist.npz in the cache folder .*keras-home"):
         load_dataset("mnist")
+
+
+def test_gtsrb_is_downloaded_into_the_cache_when_online(
+    keras_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    # The official archive's layout, zipped and served from loopback.
+    source = write_official_gtsrb(tmp_path / "archive-source", class_ids=(5, 9))
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.make_archive(str(served / "GTSRB_Final_Training_Images"), "zip", source)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(datasets, "_reachable", lambda host, port: True)
+        monkeypatch.setattr(
+            datasets, "GTSRB_URL", f"http://127.0.0.1:{server.server_port}/GTSRB_Final_Training_Images.zip"
+        )
+        data = load_dataset("gtsrb")
+    finally:
+        server.shutdown()
+    assert data.n_classes == 2 and data.class_names[0] == "Speed limit (80km/h)"
+    assert (keras_cache / "gtsrb" / "GTSRB" / "Final_Training" / "Images" / "00005").is_dir()
+    assert not list(keras_cache.glob("*.partial"))
