@@ -58,6 +58,12 @@ class Trial(models.Model):
     param_count = models.BigIntegerField(null=True, blank=True)
     executor = models.CharField(max_length=16, blank=True)
     worker = models.CharField(max_length=200, blank=True, help_text="Host and process that ran it.")
+    outcome = models.CharField(
+        max_length=10,
+        blank=True,
+        help_text="How training ended: complete, pruned, unhealthy, cancelled or failed "
+        "(Optuna's state folds cancelled and failed into FAIL).",
+    )
     error_message = models.TextField(blank=True)
     artifacts = models.JSONField(
         default=dict, blank=True, help_text="Paths under MEDIA_ROOT: model, plots data."

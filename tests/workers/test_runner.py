@@ -43,6 +43,7 @@ def test_study_runs_exactly_its_budget_and_stores_every_trial(workspace: Any, me
     assert ended.status == Status.COMPLETED and ended.started_at and ended.finished_at
     trials = list(Trial.objects.filter(study=study).order_by("number"))
     assert [t.state for t in trials] == ["COMPLETE"] * 4
+    assert {t.outcome for t in trials} == {"complete"}
     for trial in trials:
         assert trial.executor == "local" and trial.worker
         assert trial.architecture["family"] == "cnn" and trial.param_count == 42
@@ -94,7 +95,7 @@ def test_median_pruner_prunes_the_weak_trials(workspace: Any, member: Any) -> No
     pruned = Trial.objects.get(study=study, number=3)
     # Epoch 1 is reported at step 1, the first step past the pruner's warm-up.
     assert TrialEpoch.objects.filter(trial=pruned).count() == 1
-    assert pruned.error_message.startswith("pruned")
+    assert pruned.error_message.startswith("pruned") and pruned.outcome == "pruned"
 
 
 def test_cancel_stops_running_trials_quickly(
@@ -120,6 +121,7 @@ def test_cancel_stops_running_trials_quickly(
     assert outcome and outcome[0].status == Status.CANCELLED
     trial = Trial.objects.get(study=study)  # no further trial started
     assert trial.state == "FAIL" and "stopped" in trial.error_message
+    assert trial.outcome == "cancelled"  # not counted as a failure
 
 
 def test_failing_trials_in_a_row_fail_the_study_with_the_reason(
@@ -162,12 +164,12 @@ def test_enqueued_params_are_trained_as_given(workspace: Any, member: Any) -> No
 def test_an_internal_error_fails_the_trial_and_stops_the_study(
     workspace: Any, member: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import workers.runner
+    import workers.trial_execution
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(workers.runner, "suggest_params", broken)
+    monkeypatch.setattr(workers.trial_execution, "suggest_params", broken)
     study = make_study(workspace, member, n_trials=3)
     ended = runner(study).run()
     assert ended.status == Status.FAILED and "the database went away" in ended.status_reason

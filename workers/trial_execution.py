@@ -1,0 +1,221 @@
+"""One trial, start to end, on one slot: the part of running a study that is the same
+whoever schedules the trials (``StudyRunner`` on one machine; cluster tasks later).
+
+``TrialExecution(...).run(slot)`` takes a trial already asked from Optuna, builds its
+``TrialSpec``, trains it in the slot's process (``workers.engine.process``) while recording
+heartbeats, ``TrialEpoch`` rows and the pruner's answers, then writes what the trial
+produced and tells Optuna how it ended. The trial never stays RUNNING: whatever breaks, it
+is told as FAIL before the error goes up. One instance per trial; not shared by threads.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from django.conf import settings
+from optuna.trial import TrialState
+
+from studies.models import Pruner, Study
+from trials.models import Trial, TrialEpoch
+from workers.engine.devices import Slot
+from workers.engine.messages import EpochEnd, Message, Progress, Started, TrialResult, TrialSpec
+from workers.engine.process import SlotPool, SlotProcess, TrialProcessDied
+from workers.engine.search_space import suggest_params
+
+STOP_GRACE = 30.0  # seconds a cancelled trial gets to stop before its process is killed
+
+
+def trial_artifacts_dir(study: Study, number: int) -> Path:
+    return Path(settings.MEDIA_ROOT) / "studies" / str(study.pk) / "trials" / str(number)
+
+
+@dataclass(frozen=True)
+class FinishedTrial:
+    number: int
+    trial_id: int
+    state: TrialState
+    result: TrialResult
+    seconds: float
+
+
+class TrialExecution:
+    """Runs ``trial`` of ``study`` on a slot of ``pool``.
+
+    ``emit(kind, **data)`` publishes events; ``should_stop()`` is polled while it trains (a
+    True sends "stop"); ``on_progress(number, progress or None)`` follows the running
+    trial's epoch and share of the epoch.
+    """
+
+    def __init__(
+        self,
+        *,
+        study: Study,
+        optuna_study: optuna.Study,
+        storage: Any,
+        trial: optuna.Trial,
+        pool: SlotPool,
+        emit: Callable[..., None],
+        should_stop: Callable[[], bool],
+        on_progress: Callable[[int, dict[str, Any] | None], None],
+    ) -> None:
+        self.study = study
+        self.optuna_study = optuna_study
+        self.storage = storage
+        self.trial = trial
+        self.pool = pool
+        self.emit = emit
+        self.should_stop = should_stop
+        self.on_progress = on_progress
+
+    def run(self, slot: Slot) -> FinishedTrial:
+        trial = self.trial
+        try:
+            return self._run(slot)
+        except Exception as error:
+            # Whatever broke, the trial must not stay RUNNING for ever.
+            Trial.objects.filter(pk=trial._trial_id).update(error_message=f"Internal error: {error}")
+            self.optuna_study.tell(trial, state=TrialState.FAIL)
+            raise
+        finally:
+            self.on_progress(trial.number, None)
+
+    def _run(self, slot: Slot) -> FinishedTrial:
+        study, trial = self.study, self.trial
+        params = suggest_params(trial, study.task_kind, study.search_space, max_epochs=study.max_epochs)
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+        Trial.objects.filter(pk=trial._trial_id).update(executor="local", worker=worker)
+        spec = TrialSpec(
+            study_id=study.pk,
+            trial_id=trial._trial_id,
+            trial_number=trial.number,
+            dataset=study.dataset,
+            params=params,
+            seed=study.seed or 0,
+            max_epochs=study.max_epochs,
+            sample_fraction=study.sample_fraction,
+            mode=study.mode,
+            health_weights=study.health_weights,
+            dataset_options=study.dataset_options,
+            gpus=list(slot.gpus),
+            wait_for_pruner=study.pruner != Pruner.NONE,
+            artifacts_dir=str(trial_artifacts_dir(study, trial.number)),
+        )
+        self.on_progress(trial.number, {"epoch": 0, "epochs": params.get("epochs", study.max_epochs), "fraction": 0.0})
+        self.emit("trial.queued", trial=trial.number, params=params, slot=slot.label)
+        started = time.perf_counter()
+        result = self._train(spec, slot)
+        return self._finish(result, time.perf_counter() - started)
+
+    def _train(self, spec: TrialSpec, slot: Slot) -> TrialResult:
+        trial_id = self.trial._trial_id
+        interval = self.storage.get_heartbeat_interval() or 10
+        last_beat = 0.0
+        stop_deadline: float | None = None
+        try:
+            process = self.pool.acquire(slot)
+            process.start_trial(spec)
+            while True:
+                if time.monotonic() - last_beat >= interval:
+                    self.storage.record_heartbeat(trial_id)
+                    last_beat = time.monotonic()
+                if stop_deadline is None and self.should_stop():
+                    process.send_control("stop")
+                    stop_deadline = time.monotonic() + STOP_GRACE
+                elif stop_deadline is not None and time.monotonic() > stop_deadline:
+                    process.kill()  # it ignored the stop; the pool starts a new one
+                    return TrialResult(trial_id=trial_id, status="cancelled", reason="Killed: it did not stop when cancelled.")
+                message = process.receive(timeout=0.2)
+                if message is None:
+                    continue
+                if isinstance(message, TrialResult):
+                    return message
+                self._handle(process, message)
+        except TrialProcessDied as error:
+            return TrialResult(trial_id=trial_id, status="failed", reason=str(error))
+
+    def _handle(self, process: SlotProcess, message: Message) -> None:
+        trial = self.trial
+        number = trial.number
+        if isinstance(message, Started):
+            Trial.objects.filter(pk=trial._trial_id).update(
+                architecture=message.architecture, param_count=message.param_count, worker=message.worker
+            )
+            self.emit("trial.started", trial=number, architecture=message.architecture, param_count=message.param_count)
+        elif isinstance(message, Progress):
+            self.on_progress(number, {"epoch": message.epoch, "epochs": message.epochs, "fraction": message.fraction})
+            self.emit("trial.progress", trial=number, epoch=message.epoch, epochs=message.epochs, fraction=message.fraction, metrics=message.metrics)
+        elif isinstance(message, EpochEnd):
+            self._record_epoch(message)
+            trial.report(message.score, message.epoch)
+            if self.study.pruner == Pruner.NONE:
+                return  # the trial did not wait; a cancel reaches it through _train
+            if self.should_stop():
+                action = "stop"
+            else:
+                action = "prune" if trial.should_prune() else "continue"
+            process.send_control(action)
+
+    def _record_epoch(self, message: EpochEnd) -> None:
+        metrics = message.metrics
+        TrialEpoch.objects.update_or_create(
+            trial_id=self.trial._trial_id,
+            epoch=message.epoch,
+            defaults={
+                "loss": metrics.get("loss"),
+                "accuracy": metrics.get("accuracy"),
+                "val_loss": metrics.get("val_loss"),
+                "val_accuracy": metrics.get("val_accuracy"),
+                "seconds": message.seconds,
+            },
+        )
+        self.on_progress(self.trial.number, {"epoch": message.epoch, "epochs": message.epochs, "fraction": 1.0})
+        self.emit("trial.epoch", trial=self.trial.number, epoch=message.epoch, epochs=message.epochs, metrics=metrics)
+
+    def _finish(self, result: TrialResult, seconds: float) -> FinishedTrial:
+        """Write what the trial produced, then tell Optuna how it ended."""
+        trial = self.trial
+        Trial.objects.filter(pk=trial._trial_id).update(
+            accuracy=result.accuracy,
+            health_score=result.health_score,
+            total_score=result.total_score,
+            health_metrics=result.health,
+            param_count=result.param_count,
+            outcome=result.status,
+            error_message=result.reason if result.status != "complete" else "",
+            artifacts=result.artifacts,
+            **({"architecture": result.architecture} if result.architecture else {}),
+        )
+        for key in ("accuracy", "health_score", "total_score"):
+            value = getattr(result, key)
+            if value is not None:
+                trial.set_user_attr(key, value)
+        if result.status in ("complete", "unhealthy") and result.total_score is not None:
+            if result.status == "unhealthy":
+                trial.set_user_attr("unhealthy", result.reason)
+            frozen = self.optuna_study.tell(trial, result.total_score)
+        elif result.status == "pruned":
+            frozen = self.optuna_study.tell(trial, state=TrialState.PRUNED)
+        else:
+            frozen = self.optuna_study.tell(trial, state=TrialState.FAIL)
+        return FinishedTrial(trial.number, trial._trial_id, frozen.state, result, seconds)
+
+
+def keep_only_best_model(study: Study) -> None:
+    """Delete the model files of every trial but the study's best (unless
+    ``HPO_KEEP_ALL_MODELS``). Reads the database, so any number of workers may call it."""
+    if settings.HPO_KEEP_ALL_MODELS:
+        return
+    best = Trial.objects.filter(study=study, state=TrialState.COMPLETE.name, value__isnull=False).order_by("-value", "number").first()
+    others = Trial.objects.filter(study=study, artifacts__has_key="model")
+    if best is not None:
+        others = others.exclude(pk=best.pk)
+    for trial in others:
+        artifacts = dict(trial.artifacts)
+        Path(artifacts.pop("model")).unlink(missing_ok=True)
+        Trial.objects.filter(pk=trial.pk).update(artifacts=artifacts)
