@@ -28,6 +28,9 @@ class Workspace(models.Model):
     personal = models.BooleanField(
         default=False, help_text="Made for a user when the account was created."
     )
+    max_concurrent_trials = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Quota: trials running at once over all studies (empty: no limit)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

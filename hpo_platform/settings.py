@@ -203,5 +203,7 @@ HPO_CPU_SLOTS = env_int("HPO_CPU_SLOTS", 1, minimum=1)
 HPO_GPUS_PER_TRIAL = env_int("HPO_GPUS_PER_TRIAL", 1, minimum=1)
 # Only the best trial's model file is kept unless this is on.
 HPO_KEEP_ALL_MODELS = env_bool("HPO_KEEP_ALL_MODELS", False)
+# The module a slot process runs (the tests swap in one without TensorFlow).
+HPO_TRIAL_MODULE = env_str("HPO_TRIAL_MODULE", "workers.engine.trial_process")
 # A study stops as failed after this many trials in a row failed.
 HPO_MAX_CONSECUTIVE_FAILURES = env_int("HPO_MAX_CONSECUTIVE_FAILURES", 5, minimum=1)

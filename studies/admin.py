@@ -6,7 +6,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from accounts.errors import ApplicationError
-from studies.models import Study
+from studies.models import Study, StudyLogEntry
 from studies.services import study_cancel
 
 
@@ -79,3 +79,18 @@ class StudyAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{study}: {error.message}", messages.WARNING)
         if cancelled:
             self.message_user(request, f"Cancelled {cancelled} stud{'y' if cancelled == 1 else 'ies'}.")
+
+
+@admin.register(StudyLogEntry)
+class StudyLogEntryAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "study", "level", "trial_number", "message")
+    list_filter = ("level", "study__workspace")
+    search_fields = ("message", "study__name")
+    list_select_related = ("study",)
+    readonly_fields = ("study", "created_at", "level", "trial_number", "message", "details")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -93,6 +93,9 @@ class Study(models.Model):
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
     status_reason = models.TextField(blank=True)
+    # While cancelling: how the study ends once its running trials stop (cancelled, or
+    # failed when too many trials in a row failed).
+    final_status = models.CharField(max_length=10, choices=Status.choices, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -101,6 +104,11 @@ class Study(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    # The progress snapshot (counts, best values, running trials, ETA), rewritten as trials
+    # move (throttled); what a page opened late shows first.
+    progress = models.JSONField(default=dict, blank=True)
+    progress_updated_at = models.DateTimeField(null=True, blank=True)
 
     # Optuna's study attributes, as json.dumps text: values may be NaN or infinite, which
     # PostgreSQL's jsonb rejects.
@@ -162,3 +170,29 @@ class StudyParamDistribution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} in {self.study}"
+
+
+class LogLevel(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"
+
+
+class StudyLogEntry(models.Model):
+    """One line of a study's log: start, each trial's params and result, errors with their
+    traceback, cancellation. The same whether the study came from the CLI, API or pages."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="log_entries")
+    created_at = models.DateTimeField(auto_now_add=True)
+    level = models.CharField(max_length=8, choices=LogLevel.choices, default=LogLevel.INFO)
+    trial_number = models.PositiveIntegerField(null=True, blank=True)
+    message = models.TextField()
+    details = models.TextField(blank=True, help_text="A traceback, or other long detail.")
+
+    class Meta:
+        ordering = ["study_id", "created_at", "id"]
+        indexes = [models.Index(fields=["study", "created_at"])]
+        verbose_name_plural = "study log entries"
+
+    def __str__(self) -> str:
+        return f"[{self.level}] {self.message[:80]}"

@@ -5,6 +5,7 @@ runs in one transaction and records an audit entry in it.
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -15,10 +16,14 @@ from django.utils import timezone
 from accounts.errors import ValidationError
 from accounts.models import Role, Workspace
 from accounts.services import audit_record, require_role
-from studies.models import Executor, Mode, Pruner, Status, Study
+from studies.events import publish
+from studies.models import Executor, LogLevel, Mode, Pruner, Status, Study, StudyLogEntry
+from studies.progress import refresh_progress
 from workers.engine.catalog import DATASETS
 from workers.engine.scoring import normalize_weights
 from workers.engine.search_space import SearchSpaceError, validate_overrides
+
+logger = logging.getLogger(__name__)
 
 # (minimum, maximum) of each bounded number a user sets.
 LIMITS: dict[str, tuple[int, int]] = {
@@ -192,6 +197,9 @@ def study_cancel(*, user: AbstractBaseUser, study: Study, reason: str = "") -> S
         study.finished_at = timezone.now()
     study.status_reason = reason
     study.save(update_fields=["status", "status_reason", "finished_at", "updated_at"])
+    # Queued run_trial tasks find no ticket and do nothing; running ones see the status
+    # within half a second and stop their trial.
+    study.tickets.filter(started_at__isnull=True).delete()
     audit_record(
         actor=user,
         action="study.cancel",
@@ -199,7 +207,76 @@ def study_cancel(*, user: AbstractBaseUser, study: Study, reason: str = "") -> S
         workspace=study.workspace,
         details={"from": previous, "to": study.status},
     )
+    study_log(study=study, message=reason)
+    _status_changed(study)
     return study
+
+
+def _status_changed(study: Study) -> None:
+    refresh_progress(study, force=True)
+    publish(study.pk, "study.status", status=study.status, reason=study.status_reason)
+    if study.status in (Status.CANCELLED, Status.COMPLETED, Status.FAILED):
+        publish(study.pk, "study.finished", status=study.status, reason=study.status_reason)
+
+
+def _tick_after_commit() -> None:
+    """Ask the scheduler to look at the studies once this transaction has committed."""
+    from django_q.tasks import async_task  # by name: studies does not import workers
+
+    transaction.on_commit(lambda: async_task("workers.tasks.scheduler_tick"))
+
+
+def study_log(
+    *, study: Study, message: str, level: str = LogLevel.INFO, trial_number: int | None = None, details: str = ""
+) -> StudyLogEntry:
+    """Append to the study's log (also written to the server log)."""
+    logger.log(
+        {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}[level],
+        "study %s%s: %s", study.pk, f" trial {trial_number}" if trial_number is not None else "", message,
+    )
+    return StudyLogEntry.objects.create(
+        study=study, level=level, trial_number=trial_number, message=message[:5000], details=details[-50000:]
+    )
+
+
+@transaction.atomic
+def study_start(*, user: AbstractBaseUser, study: Study) -> Study:
+    """Queue a draft study for the cluster's workers (members and above). The scheduler
+    dispatches its trials as ``run_trial`` tasks, highest priority first."""
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.workspace is None:
+        raise ValidationError("Studies made through Optuna directly are not run by the platform.")
+    require_role(user=user, workspace=study.workspace, at_least=Role.MEMBER)
+    if study.status != Status.DRAFT:
+        raise ValidationError(
+            f"Study {study.name!r} is {study.get_status_display().lower()}; only a draft can start.",
+            field="status",
+        )
+    study.status = Status.QUEUED
+    study.queued_at = timezone.now()
+    study.save(update_fields=["status", "queued_at", "updated_at"])
+    audit_record(actor=user, action="study.start", target=study, workspace=study.workspace)
+    study_log(study=study, message=f"Queued by {user.get_username()}: {study.n_trials} trials on {study.dataset}.")
+    _status_changed(study)
+    _tick_after_commit()
+    return study
+
+
+@transaction.atomic
+def trial_cancel(*, user: AbstractBaseUser, trial: Any) -> Any:
+    """Stop one running trial (members and above); it ends as cancelled, the study goes on."""
+    from trials.models import Trial
+
+    trial = Trial.objects.select_for_update(of=("self",)).select_related("study__workspace").get(pk=trial.pk)
+    if trial.study.workspace is None:
+        raise ValidationError("Trials of studies made through Optuna directly are not run by the platform.")
+    require_role(user=user, workspace=trial.study.workspace, at_least=Role.MEMBER)
+    if trial.state != "RUNNING":
+        raise ValidationError(f"Trial {trial.number} is not running ({trial.state.lower()}).", field="state")
+    trial.cancel_requested = True
+    trial.save(update_fields=["cancel_requested"])
+    study_log(study=trial.study, trial_number=trial.number, message=f"Trial cancelled by {user.get_username()}.")
+    return trial
 
 
 @transaction.atomic
@@ -212,11 +289,15 @@ def study_mark_running(*, study: Study) -> Study:
             f"Study {study.name!r} is {study.get_status_display().lower()} and cannot run.", field="status"
         )
     now = timezone.now()
+    previous = study.status
     study.status = Status.RUNNING
     study.queued_at = study.queued_at or now
     study.started_at = study.started_at or now
     study.status_reason = ""
     study.save(update_fields=["status", "queued_at", "started_at", "status_reason", "updated_at"])
+    if previous != Status.RUNNING:
+        study_log(study=study, message="Running.")
+        _status_changed(study)
     return study
 
 
@@ -230,7 +311,14 @@ def study_finish(*, study: Study, status: str, reason: str = "") -> Study:
     study.status_reason = reason
     study.finished_at = timezone.now()
     study.save(update_fields=["status", "status_reason", "finished_at", "updated_at"])
+    study.tickets.all().delete()
     audit_record(
         actor=None, action=f"study.{status}", target=study, workspace=study.workspace, details={"reason": reason}
     )
+    study_log(
+        study=study,
+        level=LogLevel.ERROR if status == Status.FAILED else LogLevel.INFO,
+        message=f"Study {status}" + (f": {reason}" if reason else "."),
+    )
+    _status_changed(study)
     return study

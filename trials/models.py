@@ -65,6 +65,9 @@ class Trial(models.Model):
         "(Optuna's state folds cancelled and failed into FAIL).",
     )
     error_message = models.TextField(blank=True)
+    # While it trains: {"epoch", "epochs", "fraction"} (throttled writes); empty otherwise.
+    progress = models.JSONField(default=dict, blank=True)
+    cancel_requested = models.BooleanField(default=False)
     artifacts = models.JSONField(
         default=dict, blank=True, help_text="Paths under MEDIA_ROOT: model, plots data."
     )

@@ -28,7 +28,7 @@ from studies.optuna_storage import storage_for_study
 from studies.services import study_finish, study_mark_running
 from trials.models import Trial
 from workers.engine.devices import Slot, detect_gpus, plan_slots
-from workers.engine.process import TRIAL_MODULE, SlotPool
+from workers.engine.process import SlotPool
 from workers.engine.search_space import default_params
 from workers.trial_execution import FinishedTrial, TrialExecution, keep_only_best_model
 
@@ -41,14 +41,35 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 Event = dict[str, Any]
 
 
-def make_sampler(study: Study, *, parallel: bool) -> optuna.samplers.BaseSampler:
+def make_sampler(study: Study, *, parallel: bool, offset: int = 0) -> optuna.samplers.BaseSampler:
     """Multivariate TPE, seeded by the study. A third of the budget (at most 5 trials, the
     default configuration included) samples at random before TPE takes over; with trials
-    running side by side, the constant liar keeps them from sampling the same point."""
+    running side by side, the constant liar keeps them from sampling the same point.
+    ``offset`` moves the seed for a sampler made afresh for each trial (cluster tasks), so
+    that each one draws a different start-up point."""
     startup = min(5, max(1, study.n_trials // 3))
+    seed = None if study.seed is None else study.seed + offset * 7919
     return optuna.samplers.TPESampler(
-        seed=study.seed, n_startup_trials=startup, multivariate=True, constant_liar=parallel
+        seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=parallel
     )
+
+
+def load_optuna_study(study: Study, storage: Any, *, parallel: bool, offset: int = 0) -> optuna.Study:
+    """The Optuna study with the platform's sampler and pruner. A study without trials gets
+    its first one enqueued: the default configuration (KerasTuner does the same), a
+    known-good point for TPE to improve on."""
+    optuna_study = optuna.load_study(
+        study_name=study.optuna_name,
+        storage=storage,
+        sampler=make_sampler(study, parallel=parallel, offset=offset),
+        pruner=make_pruner(study.pruner, max_epochs=study.max_epochs),
+    )
+    if not Trial.objects.filter(study=study).exists():
+        optuna_study.enqueue_trial(
+            default_params(study.task_kind, study.search_space, max_epochs=study.max_epochs),
+            user_attrs={"default_configuration": True},
+        )
+    return optuna_study
 
 
 def make_pruner(name: str, *, max_epochs: int) -> optuna.pruners.BasePruner:
@@ -74,14 +95,15 @@ class StudyRunner:
         *,
         slots: list[Slot] | None = None,
         on_event: Callable[[Event], None] | None = None,
-        trial_module: str = TRIAL_MODULE,
+        trial_module: str | None = None,
     ) -> None:
         self.study = study
         slots = slots if slots is not None else machine_slots()
         self.slots = slots[: max(1, min(study.concurrency, len(slots)))]
         self.on_event = on_event or (lambda event: None)
         self.storage = storage_for_study(study)
-        self.trial_module = trial_module  # the tests run a TensorFlow-free trial process
+        # The tests run a TensorFlow-free trial process.
+        self.trial_module = trial_module or settings.HPO_TRIAL_MODULE
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._started = 0
@@ -111,19 +133,7 @@ class StudyRunner:
     def run(self) -> Study:
         """Run until the budget is spent, cancelled, or failing; return the ended study."""
         study = self.study
-        self._optuna_study = optuna.load_study(
-            study_name=study.optuna_name,
-            storage=self.storage,
-            sampler=make_sampler(study, parallel=len(self.slots) > 1),
-            pruner=make_pruner(study.pruner, max_epochs=study.max_epochs),
-        )
-        if not Trial.objects.filter(study=study).exists():
-            # A fresh study starts from the default configuration (KerasTuner does the same):
-            # a known-good point for TPE to improve on, never a wasted trial.
-            self._optuna_study.enqueue_trial(
-                default_params(study.task_kind, study.search_space, max_epochs=study.max_epochs),
-                user_attrs={"default_configuration": True},
-            )
+        self._optuna_study = load_optuna_study(study, self.storage, parallel=len(self.slots) > 1)
         self._started = Trial.objects.filter(study=study).exclude(state=TrialState.WAITING.name).count()
         self.study = study_mark_running(study=study)
         self._emit("study.status", status=Status.RUNNING)

@@ -17,7 +17,7 @@ from studies.services import study_create
 from tests.conftest import make_user
 from trials.models import Trial
 
-PROJECT_APPS = ("accounts", "studies", "trials")
+PROJECT_APPS = ("accounts", "studies", "trials", "workers")
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def run(spec: TrialSpec, channel: PipeChannel) -> Message:
             if behaviour == "slow":
                 time.sleep(0.05)
             elif behaviour == "paced":
-                time.sleep(0.02)
+                time.sleep(float(os.environ.get("FAKE_BATCH_SECONDS", "0.02")))
             channel.send(Progress(spec.trial_id, epoch, epochs, batch, 10, {"loss": 1.0 / batch}))
         score = quality * epoch / 10
         channel.send(EpochEnd(spec.trial_id, epoch, epochs, {"val_accuracy": score}, 0.01, score))

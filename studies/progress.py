@@ -1,0 +1,87 @@
+"""A study's progress snapshot, computed from its trial rows and stored on the study.
+
+One writer per moment is not needed: the snapshot is a pure function of the rows, so any
+worker may refresh it; writes are throttled to a few a second per study.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Count, DurationField, ExpressionWrapper, F
+from django.utils import timezone
+
+from studies.models import Study
+from trials.models import Trial
+
+SNAPSHOT_VERSION = 1
+MIN_INTERVAL = timedelta(seconds=0.3)
+
+
+def compute_progress(study: Study) -> dict[str, Any]:
+    """Counts, best values, average duration, ETA and the running trials' progress."""
+    trials = Trial.objects.filter(study=study)
+    counts = {row["state"]: row["n"] for row in trials.values("state").annotate(n=Count("id"))}
+    retries = trials.filter(system_attrs_json__contains='"failed_trial"').count()
+    finished = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) + counts.get("FAIL", 0) - retries
+    best = (
+        trials.filter(state="COMPLETE", value__isnull=False)
+        .order_by("-value", "number")
+        .values("number", "value", "accuracy", "health_score", "total_score")
+        .first()
+    )
+    best_accuracy = trials.filter(state="COMPLETE", accuracy__isnull=False).order_by("-accuracy").values_list("accuracy", flat=True).first()
+    durations = [
+        d.total_seconds()
+        for d in trials.filter(state="COMPLETE", datetime_start__isnull=False, datetime_complete__isnull=False)
+        .annotate(d=ExpressionWrapper(F("datetime_complete") - F("datetime_start"), output_field=DurationField()))
+        .values_list("d", flat=True)
+        if d is not None
+    ]
+    average = sum(durations) / len(durations) if durations else None
+    running = [
+        {"number": number, **(progress or {})}
+        for number, progress in trials.filter(state="RUNNING").order_by("number").values_list("number", "progress")
+    ]
+    remaining = max(0, study.n_trials - finished)
+    eta = None
+    if average is not None and remaining:
+        eta = average * remaining / max(1, min(study.concurrency, max(1, len(running))))
+    return {
+        "version": SNAPSHOT_VERSION,
+        "study_id": study.pk,
+        "status": study.status,
+        "n_trials": study.n_trials,
+        "finished": finished,
+        "running": counts.get("RUNNING", 0),
+        "waiting": counts.get("WAITING", 0),
+        "complete": counts.get("COMPLETE", 0),
+        "pruned": counts.get("PRUNED", 0),
+        "failed": counts.get("FAIL", 0) - retries,
+        "retried": retries,
+        "best_trial": best["number"] if best else None,
+        "best_value": best["value"] if best else None,
+        "best_total_score": best["total_score"] if best else None,
+        "best_health": best["health_score"] if best else None,
+        "best_accuracy": best_accuracy,
+        "mode": study.mode,
+        "average_trial_s": average,
+        "eta_s": eta,
+        "running_trials": running,
+    }
+
+
+def refresh_progress(study: Study, *, force: bool = False) -> dict[str, Any] | None:
+    """Recompute and store the snapshot unless one was stored in the last 0.3 s (then
+    ``None``); ``force`` for status changes, which must never be dropped."""
+    now = timezone.now()
+    if not force:
+        claimed = Study.objects.filter(pk=study.pk).exclude(progress_updated_at__gt=now - MIN_INTERVAL).update(
+            progress_updated_at=now
+        )
+        if not claimed:  # another writer refreshed it a moment ago
+            return None
+    study.refresh_from_db(fields=["status", "n_trials", "concurrency", "mode"])
+    snapshot = compute_progress(study)
+    Study.objects.filter(pk=study.pk).update(progress=snapshot, progress_updated_at=now)
+    return snapshot

@@ -1,0 +1,153 @@
+"""Studies on real ``qcluster`` processes (django-q2, ORM broker) with a TensorFlow-free
+trial process: the budget over several workers, cancellation, and a SIGKILLed cluster."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django_q.tasks import async_task
+
+from studies.models import Status, Study, StudyLogEntry
+from studies.services import study_cancel, study_create, study_start
+from tests.conftest import database_url_for_subprocess
+from trials.models import Trial
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            states = list(Trial.objects.values_list("study_id", "number", "state", "outcome", "error_message"))
+            log = list(StudyLogEntry.objects.values_list("message", flat=True))
+            raise AssertionError(f"timed out waiting for {what}; trials {states}; log {log}")
+        time.sleep(0.1)
+
+
+class Cluster:
+    """A ``manage.py qcluster`` in its own session, on the test database."""
+
+    def __init__(self, tmp_path: Path, **env: str) -> None:
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url_for_subprocess(),
+            "HPO_VAR_DIR": str(tmp_path),
+            "HPO_TRIAL_MODULE": "tests.workers.engine.fake_trial_process",
+            "HPO_HEARTBEAT_INTERVAL": "1",
+            "HPO_HEARTBEAT_GRACE": "3",
+            "Q_WORKERS": "2",
+            "Q_TIMEOUT": "120",
+            "Q_RETRY": "150",
+            "LOG_LEVEL": "WARNING",
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=self.env, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=open(self.env["HPO_VAR_DIR"] + "/qcluster.log", "ab"),
+        )
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def cluster_factory(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
+    made: list[Cluster] = []
+
+    def make(**env: str) -> Cluster:
+        cluster = Cluster(tmp_path, **env)
+        made.append(cluster)
+        cluster.start()
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.stop()
+
+
+def status_of(study: Study) -> str:
+    return Study.objects.values_list("status", flat=True).get(pk=study.pk)
+
+
+def test_a_study_spreads_over_the_workers_and_runs_exactly_its_budget(
+    workspace: Any, member: Any, cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster_factory(FAKE_BEHAVIOUR="paced")
+    study = study_create(user=member, workspace=workspace, name="cluster", n_trials=6, concurrency=2, max_epochs=3, seed=0)
+    study_start(user=member, study=study)
+    wait_for(lambda: status_of(study) == Status.COMPLETED, 90, "the study to complete")
+    trials = Trial.objects.filter(study=study)
+    assert trials.count() == 6 and set(trials.values_list("state", flat=True)) == {"COMPLETE"}
+    workers = {
+        entry.message.rsplit(" ", 1)[-1] for entry in StudyLogEntry.objects.filter(study=study, message__startswith="Trial started on")
+    }
+    assert len(workers) == 2  # both worker processes took trials
+    study.refresh_from_db()
+    assert study.progress["finished"] == 6 and study.progress["running_trials"] == []
+    assert study.progress["best_value"] == max(trials.values_list("value", flat=True))
+    assert not study.tickets.exists()
+
+
+def test_cancel_stops_running_trials_within_two_seconds_and_keeps_completed_ones(
+    workspace: Any, member: Any, cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster_factory(FAKE_BEHAVIOUR="paced", FAKE_BATCH_SECONDS="0.2")
+    study = study_create(user=member, workspace=workspace, name="cancel-me", n_trials=20, concurrency=2, max_epochs=3, seed=0)
+    study_start(user=member, study=study)
+    wait_for(lambda: Trial.objects.filter(study=study, state="RUNNING", progress__has_key="epoch").count() == 2, 60, "two running trials")
+    asked = time.monotonic()
+    study_cancel(user=member, study=Study.objects.get(pk=study.pk))
+    wait_for(lambda: not Trial.objects.filter(study=study, state="RUNNING").exists(), 10, "the running trials to stop")
+    assert time.monotonic() - asked < 2.0
+    wait_for(lambda: status_of(study) == Status.CANCELLED, 10, "the study to end cancelled")
+    assert set(Trial.objects.filter(study=study, state="FAIL").values_list("outcome", flat=True)) == {"cancelled"}
+    assert Trial.objects.filter(study=study).count() < 20
+    assert not study.tickets.exists()
+
+
+def test_a_killed_cluster_fails_and_retries_its_trial_and_a_restart_finishes_the_study(
+    workspace: Any, member: Any, cluster_factory: Callable[..., Cluster]
+) -> None:
+    env = {"FAKE_BEHAVIOUR": "paced", "FAKE_BATCH_SECONDS": "0.1", "Q_WORKERS": "1"}
+    first = cluster_factory(**env)
+    study = study_create(
+        user=member, workspace=workspace, name="crash", n_trials=3, concurrency=1, max_epochs=3, seed=0, retry_limit=2
+    )
+    study_start(user=member, study=study)
+    wait_for(lambda: Trial.objects.filter(study=study, state="RUNNING", progress__has_key="epoch").exists(), 60, "a running trial")
+    first.kill()  # SIGKILL: no goodbye, the trial stays RUNNING with a stale heartbeat
+    killed = Trial.objects.get(study=study, state="RUNNING")
+    cluster_factory(**env)  # a restart
+    deadline = time.monotonic() + 120
+    while status_of(study) != Status.COMPLETED:  # stands in for the minutely schedule
+        assert time.monotonic() < deadline, "the restarted cluster did not finish the study"
+        async_task("workers.tasks.scheduler_tick")
+        time.sleep(2)
+    killed.refresh_from_db()
+    assert killed.state == "FAIL" and "heartbeats" in killed.error_message
+    trials = Trial.objects.filter(study=study)
+    assert trials.filter(state="COMPLETE").count() == 3  # exactly the budget finished
+    retry = trials.get(system_attrs_json__contains='"failed_trial"')
+    assert retry.state == "COMPLETE" and retry.system_attrs["failed_trial"] == killed.number

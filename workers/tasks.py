@@ -1,0 +1,326 @@
+"""The django-q2 tasks that run studies on a cluster: ``scheduler_tick`` and ``run_trial``.
+
+One task per trial, not per study (../shared/DESIGN.md says why): a killed worker costs one
+trial, a study spreads over every ``qcluster`` node up to its concurrency, and quotas and
+priorities act between trials.
+
+``scheduler_tick`` (after every start, cancel and trial end, and once a minute from a
+django-q2 Schedule): fails trials whose heartbeat went stale (the study's retry limit
+re-queues them as WAITING), forgets tickets whose task died or was lost, ends studies that
+are done, then, for each runnable study by priority (higher first, then first queued),
+enqueues ``run_trial`` tasks within the study's concurrency and the workspace's quota.
+
+``run_trial(ticket_id)``: under the study row's lock, checks the ticket, the status and the
+budget, and asks Optuna for a trial (a waiting retry first); so however many nodes run a
+study, it never finishes more trials than its budget. Then trains it on this worker's slot
+(``TrialExecution``), stopping within half a second of a cancel.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import time
+import warnings
+from datetime import timedelta
+from typing import Any
+
+import optuna
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+from django_q.tasks import async_task
+from optuna.storages import fail_stale_trials
+from optuna.trial import TrialState
+
+from studies.events import publish
+from studies.models import LogLevel, Status, Study
+from studies.optuna_storage import storage_for_study
+from studies.progress import refresh_progress
+from studies.services import study_finish, study_log, study_mark_running
+from trials.models import Trial
+from workers.engine.devices import Slot
+from workers.engine.process import SlotPool
+from workers.models import TrialTicket
+from workers.runner import load_optuna_study
+from workers.slots import claim_worker_slot
+from workers.trial_execution import FinishedTrial, TrialExecution, keep_only_best_model
+
+logger = logging.getLogger(__name__)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed", category=UserWarning)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+RUNNABLE = (Status.QUEUED, Status.RUNNING)
+STOP_POLL_S = 0.5
+PROGRESS_WRITE_S = 0.5
+
+_pool: SlotPool | None = None
+_slot: Slot | None = None
+
+
+def _worker_pool() -> tuple[SlotPool, Slot]:
+    """This worker process's slot and its warm slot process (kept across tasks)."""
+    global _pool, _slot
+    if _pool is None:
+        _slot = claim_worker_slot()
+        _pool = SlotPool([_slot], module=settings.HPO_TRIAL_MODULE)
+        atexit.register(_pool.close)
+    assert _slot is not None
+    return _pool, _slot
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- budget ------------------------------------------------------------------------------------
+
+
+def trials_to_run(study: Study) -> int:
+    """New trials still in the budget plus waiting retries: how many ``run_trial`` tasks the
+    study can still use. A failed trial that was retried does not count against the budget
+    (its retry does)."""
+    rows = Trial.objects.filter(study=study).aggregate(
+        total=Count("id"),
+        waiting=Count("id", filter=Q(state=TrialState.WAITING.name)),
+        retries=Count("id", filter=Q(system_attrs_json__contains='"failed_trial"')),
+    )
+    counted = rows["total"] - rows["retries"]
+    return max(0, study.n_trials - counted) + rows["waiting"]
+
+
+# --- the scheduler -------------------------------------------------------------------------------
+
+
+def scheduler_tick() -> str:
+    """One pass of the scheduler; safe to run on any node, any number of times at once."""
+    close_old_connections()
+    active = Study.objects.filter(status__in=(Status.QUEUED, Status.RUNNING, Status.CANCELLING))
+    for study in active:
+        _fail_stale_trials(study)
+    _forget_dead_tickets()
+    for study in Study.objects.filter(status__in=(Status.RUNNING, Status.CANCELLING)):
+        maybe_finish(study)
+    dispatched = _dispatch()
+    return f"dispatched {dispatched} run_trial task(s)"
+
+
+def _fail_stale_trials(study: Study) -> None:
+    storage = storage_for_study(study)
+    optuna_study = optuna.load_study(study_name=study.optuna_name, storage=storage)
+    stale = storage._get_stale_trial_ids(study.pk)
+    if not stale:
+        return
+    fail_stale_trials(optuna_study)
+    for trial in Trial.objects.filter(pk__in=stale, state=TrialState.FAIL.name):
+        reason = "Its worker stopped sending heartbeats (killed or lost); retried if the retry limit allows."
+        Trial.objects.filter(pk=trial.pk).update(outcome="failed", error_message=reason, progress={})
+        study_log(study=study, level=LogLevel.WARNING, trial_number=trial.number, message=f"Trial failed: {reason}")
+        publish(study.pk, "trial.finished", trial=trial.number, state="FAIL", status="failed", reason=reason)
+
+
+def _forget_dead_tickets() -> None:
+    now = timezone.now()
+    lost = now - timedelta(seconds=int(settings.Q_CLUSTER["retry"]) + 60)
+    TrialTicket.objects.filter(started_at__isnull=True, created_at__lt=lost).delete()
+    # A started ticket whose trial is no longer running: its task died after the trial was
+    # failed as stale (or it crashed between claiming and training).
+    grace = now - timedelta(seconds=settings.HPO_HEARTBEAT_GRACE)
+    TrialTicket.objects.filter(started_at__lt=grace).exclude(trial__state=TrialState.RUNNING.name).delete()
+
+
+def maybe_finish(study: Study) -> Study:
+    """End a study whose work is done: all trials ran (completed) or a cancel has drained
+    (cancelled). Waiting retries of a cancelled study are failed, never run."""
+    with transaction.atomic():
+        study = Study.objects.select_for_update().get(pk=study.pk)
+        running = Trial.objects.filter(study=study, state=TrialState.RUNNING.name).exists()
+        if running:
+            return study
+        if study.status == Status.CANCELLING:
+            storage = storage_for_study(study)
+            for trial_id in Trial.objects.filter(study=study, state=TrialState.WAITING.name).values_list("id", flat=True):
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            final = study.final_status or Status.CANCELLED
+            return study_finish(study=study, status=final, reason=study.status_reason or "Cancelled.")
+        if study.status == Status.RUNNING and trials_to_run(study) == 0 and not study.tickets.exists():
+            return study_finish(study=study, status=Status.COMPLETED)
+    return study
+
+
+def _dispatch() -> int:
+    """Enqueue run_trial tasks for runnable studies, by priority, within the limits."""
+    enqueued = 0
+    studies = (
+        Study.objects.filter(status__in=RUNNABLE, workspace__isnull=False)
+        .select_related("workspace")
+        .order_by("-priority", "queued_at", "id")
+    )
+    for study in studies:
+        with transaction.atomic():
+            study = Study.objects.select_for_update(of=("self",)).select_related("workspace").get(pk=study.pk)
+            if study.status not in RUNNABLE:
+                continue
+            tickets = study.tickets.count()
+            unstarted = study.tickets.filter(started_at__isnull=True).count()
+            free = study.concurrency - tickets
+            quota = study.workspace.max_concurrent_trials
+            if quota is not None:
+                in_workspace = TrialTicket.objects.filter(study__workspace=study.workspace).count()
+                free = min(free, quota - in_workspace)
+            wanted = min(free, trials_to_run(study) - unstarted)
+            for _ in range(max(0, wanted)):
+                ticket = TrialTicket.objects.create(study=study)
+                transaction.on_commit(lambda ticket_id=ticket.pk: async_task("workers.tasks.run_trial", ticket_id))
+                enqueued += 1
+    return enqueued
+
+
+def request_tick() -> None:
+    transaction.on_commit(lambda: async_task("workers.tasks.scheduler_tick"))
+
+
+# --- one trial --------------------------------------------------------------------------------------
+
+
+class _StopCheck:
+    """Polls the study's status and the trial's cancel flag, at most every half second."""
+
+    def __init__(self, study_id: int, trial_id: int) -> None:
+        self.study_id, self.trial_id = study_id, trial_id
+        self._checked = 0.0
+        self._stop = False
+
+    def __call__(self) -> bool:
+        if not self._stop and time.monotonic() - self._checked >= STOP_POLL_S:
+            self._checked = time.monotonic()
+            status = Study.objects.filter(pk=self.study_id).values_list("status", flat=True).first()
+            cancelled = Trial.objects.filter(pk=self.trial_id, cancel_requested=True).exists()
+            self._stop = cancelled or status not in RUNNABLE
+        return self._stop
+
+
+class _ProgressWriter:
+    """Keeps ``Trial.progress`` and the study snapshot current, a few writes a second."""
+
+    def __init__(self, study: Study, trial_id: int) -> None:
+        self.study, self.trial_id = study, trial_id
+        self._written = 0.0
+
+    def __call__(self, number: int, progress: dict[str, Any] | None) -> None:
+        now = time.monotonic()
+        if progress is not None and now - self._written < PROGRESS_WRITE_S and progress.get("fraction", 0) < 1:
+            return
+        self._written = now
+        Trial.objects.filter(pk=self.trial_id).update(progress=progress or {})
+        snapshot = refresh_progress(self.study)
+        if snapshot is not None:
+            publish(self.study.pk, "study.progress", progress=snapshot)
+
+
+def run_trial(ticket_id: int) -> str:
+    """Run one trial of the ticket's study on this worker (see the module docstring)."""
+    close_old_connections()
+    pool, slot = _worker_pool()
+    claimed = _claim(ticket_id)
+    if claimed is None:
+        return "nothing to do"
+    study, optuna_study, trial = claimed
+    storage = optuna_study._storage
+    execution = TrialExecution(
+        study=study,
+        optuna_study=optuna_study,
+        storage=storage,
+        trial=trial,
+        pool=pool,
+        emit=lambda kind, **data: publish(study.pk, kind, **data),
+        should_stop=_StopCheck(study.pk, trial._trial_id),
+        on_progress=_ProgressWriter(study, trial._trial_id),
+    )
+    try:
+        finished = execution.run(slot)
+        _after_trial(study, finished)
+    finally:
+        TrialTicket.objects.filter(pk=ticket_id).delete()
+        refresh_progress(study, force=True)
+        maybe_finish(study)
+        async_task("workers.tasks.scheduler_tick")
+    return f"trial {finished.number}: {finished.result.status}"
+
+
+def _claim(ticket_id: int) -> tuple[Study, optuna.Study, optuna.Trial] | None:
+    """Take the ticket's place in the budget and ask Optuna for the trial, under the study
+    lock; ``None`` when the ticket is gone, the study stopped or the budget is spent."""
+    with transaction.atomic():
+        ticket = TrialTicket.objects.select_for_update().filter(pk=ticket_id, started_at__isnull=True).first()
+        if ticket is None:
+            return None  # cancelled, cleaned up, or delivered twice
+        study = Study.objects.select_for_update().get(pk=ticket.study_id)
+        if study.status not in RUNNABLE or trials_to_run(study) <= 0:
+            ticket.delete()
+            return None
+        study = study_mark_running(study=study)
+        storage = storage_for_study(study)
+        # A fresh sampler per task: the trial count moves its seed, or every task would
+        # draw the same start-up point.
+        existing = Trial.objects.filter(study=study).count()
+        optuna_study = load_optuna_study(study, storage, parallel=study.concurrency > 1, offset=existing)
+        trial = optuna_study.ask()
+        ticket.started_at = timezone.now()
+        ticket.trial_id = trial._trial_id
+        ticket.worker = _worker_name()
+        ticket.save(update_fields=["started_at", "trial", "worker"])
+    storage.record_heartbeat(trial._trial_id)
+    study_log(study=study, trial_number=trial.number, message=f"Trial started on {ticket.worker}.")
+    return study, optuna_study, trial
+
+
+def _after_trial(study: Study, finished: FinishedTrial) -> None:
+    result = finished.result
+    level = LogLevel.ERROR if result.status == "failed" else LogLevel.INFO
+    score = f" score {result.total_score:.4f}" if result.total_score is not None else ""
+    study_log(
+        study=study,
+        level=level,
+        trial_number=finished.number,
+        message=f"Trial {result.status}{score}" + (f": {result.reason}" if result.reason else "."),
+        details=result.traceback,
+    )
+    if result.artifacts.get("model"):
+        keep_only_best_model(study)
+    publish(
+        study.pk,
+        "trial.finished",
+        trial=finished.number,
+        state=finished.state.name,
+        status=result.status,
+        accuracy=result.accuracy,
+        health_score=result.health_score,
+        total_score=result.total_score,
+        reason=result.reason,
+        seconds=finished.seconds,
+    )
+    _fail_study_after_repeated_failures(study)
+
+
+def _fail_study_after_repeated_failures(study: Study) -> None:
+    """After ``HPO_MAX_CONSECUTIVE_FAILURES`` failed trials in a row, stop the study: its
+    running trials are stopped like a cancel, and it ends failed, with the reason."""
+    limit = settings.HPO_MAX_CONSECUTIVE_FAILURES
+    last = list(
+        Trial.objects.filter(study=study, datetime_complete__isnull=False)
+        .order_by("-datetime_complete", "-number")
+        .values_list("outcome", "error_message")[:limit]
+    )
+    if len(last) < limit or any(outcome != "failed" for outcome, _ in last):
+        return
+    with transaction.atomic():
+        locked = Study.objects.select_for_update().get(pk=study.pk)
+        if locked.status in RUNNABLE:
+            locked.status = Status.CANCELLING
+            locked.final_status = Status.FAILED
+            locked.status_reason = f"{limit} trials in a row failed; the last: {last[0][1]}"
+            locked.save(update_fields=["status", "final_status", "status_reason", "updated_at"])
+            locked.tickets.filter(started_at__isnull=True).delete()
