@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 
 from studies.models import Pruner, Status, Study
 from studies.optuna_storage import storage_for_study
+from studies.progress import compute_progress
 from studies.services import study_finish, study_mark_running
 from trials.models import Trial
 from workers.engine.devices import Slot, detect_gpus, plan_slots
@@ -109,8 +110,6 @@ class StudyRunner:
         self._started = 0
         self._consecutive_failures = 0
         self._failed_reason = ""
-        self.running: dict[int, dict[str, Any]] = {}  # trial number -> progress
-        self.durations: list[float] = []
 
     # --- control -----------------------------------------------------------------------------
 
@@ -194,16 +193,8 @@ class StudyRunner:
             pool=self._pool,
             emit=self._emit,
             should_stop=lambda: self.cancelled,
-            on_progress=self._on_progress,
         )
         self._after_finish(execution.run(slot))
-
-    def _on_progress(self, number: int, progress: dict[str, Any] | None) -> None:
-        with self._lock:
-            if progress is None:
-                self.running.pop(number, None)
-            else:
-                self.running[number] = progress
 
     def _after_finish(self, finished: FinishedTrial) -> None:
         result = finished.result
@@ -215,8 +206,6 @@ class StudyRunner:
                     self._failed_reason = f"{limit} trials in a row failed; the last: {result.reason}"
             else:
                 self._consecutive_failures = 0
-            if finished.state == TrialState.COMPLETE:
-                self.durations.append(finished.seconds)
         if result.artifacts.get("model"):
             keep_only_best_model(self.study)
         if result.status == "failed":
@@ -236,17 +225,5 @@ class StudyRunner:
         )
 
     def snapshot(self) -> dict[str, Any]:
-        """Counts, best values, running trials' progress and the ETA, for a display."""
-        trials = Trial.objects.filter(study=self.study)
-        counts = {state: trials.filter(state=state).count() for state in ("RUNNING", "COMPLETE", "PRUNED", "FAIL")}
-        best = trials.filter(state="COMPLETE").order_by("-value").values("number", "value", "accuracy", "health_score").first()
-        with self._lock:
-            running = dict(self.running)
-            durations = list(self.durations)
-            remaining = self.study.n_trials - self._started
-        average = sum(durations) / len(durations) if durations else None
-        eta = None
-        if average is not None:
-            left = remaining + len(running)
-            eta = average * left / max(1, len(self.slots))
-        return {"counts": counts, "best": best, "running": running, "average_s": average, "eta_s": eta}
+        """The study's progress snapshot, as every display reads it."""
+        return compute_progress(Study.objects.get(pk=self.study.pk))

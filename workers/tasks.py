@@ -24,7 +24,6 @@ import socket
 import time
 import warnings
 from datetime import timedelta
-from typing import Any
 
 import optuna
 from django.conf import settings
@@ -54,7 +53,6 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 RUNNABLE = (Status.QUEUED, Status.RUNNING)
 STOP_POLL_S = 0.5
-PROGRESS_WRITE_S = 0.5
 
 _pool: SlotPool | None = None
 _slot: Slot | None = None
@@ -202,24 +200,6 @@ class _StopCheck:
         return self._stop
 
 
-class _ProgressWriter:
-    """Keeps ``Trial.progress`` and the study snapshot current, a few writes a second."""
-
-    def __init__(self, study: Study, trial_id: int) -> None:
-        self.study, self.trial_id = study, trial_id
-        self._written = 0.0
-
-    def __call__(self, number: int, progress: dict[str, Any] | None) -> None:
-        now = time.monotonic()
-        if progress is not None and now - self._written < PROGRESS_WRITE_S and progress.get("fraction", 0) < 1:
-            return
-        self._written = now
-        Trial.objects.filter(pk=self.trial_id).update(progress=progress or {})
-        snapshot = refresh_progress(self.study)
-        if snapshot is not None:
-            publish(self.study.pk, "study.progress", progress=snapshot)
-
-
 def run_trial(ticket_id: int) -> str:
     """Run one trial of the ticket's study on this worker (see the module docstring)."""
     close_old_connections()
@@ -237,7 +217,6 @@ def run_trial(ticket_id: int) -> str:
         pool=pool,
         emit=lambda kind, **data: publish(study.pk, kind, **data),
         should_stop=_StopCheck(study.pk, trial._trial_id),
-        on_progress=_ProgressWriter(study, trial._trial_id),
     )
     try:
         finished = execution.run(slot)

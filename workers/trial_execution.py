@@ -22,6 +22,7 @@ from django.conf import settings
 from optuna.trial import TrialState
 
 from studies.models import Pruner, Study
+from studies.progress import refresh_progress
 from trials.models import Trial, TrialEpoch
 from workers.engine.devices import Slot
 from workers.engine.messages import EpochEnd, Message, Progress, Started, TrialResult, TrialSpec
@@ -29,6 +30,7 @@ from workers.engine.process import SlotPool, SlotProcess, TrialProcessDied
 from workers.engine.search_space import suggest_params
 
 STOP_GRACE = 30.0  # seconds a cancelled trial gets to stop before its process is killed
+PROGRESS_WRITE_S = 0.5  # at most two progress writes a second per trial
 
 
 def trial_artifacts_dir(study: Study, number: int) -> Path:
@@ -48,8 +50,8 @@ class TrialExecution:
     """Runs ``trial`` of ``study`` on a slot of ``pool``.
 
     ``emit(kind, **data)`` publishes events; ``should_stop()`` is polled while it trains (a
-    True sends "stop"); ``on_progress(number, progress or None)`` follows the running
-    trial's epoch and share of the epoch.
+    True sends "stop"). The running trial's epoch and share of the epoch go to
+    ``Trial.progress`` and the study's snapshot, a few writes a second.
     """
 
     def __init__(
@@ -62,7 +64,6 @@ class TrialExecution:
         pool: SlotPool,
         emit: Callable[..., None],
         should_stop: Callable[[], bool],
-        on_progress: Callable[[int, dict[str, Any] | None], None],
     ) -> None:
         self.study = study
         self.optuna_study = optuna_study
@@ -71,7 +72,7 @@ class TrialExecution:
         self.pool = pool
         self.emit = emit
         self.should_stop = should_stop
-        self.on_progress = on_progress
+        self._progress_written = 0.0
 
     def run(self, slot: Slot) -> FinishedTrial:
         trial = self.trial
@@ -83,7 +84,7 @@ class TrialExecution:
             self.optuna_study.tell(trial, state=TrialState.FAIL)
             raise
         finally:
-            self.on_progress(trial.number, None)
+            self.on_progress(None)
 
     def _run(self, slot: Slot) -> FinishedTrial:
         study, trial = self.study, self.trial
@@ -106,7 +107,7 @@ class TrialExecution:
             wait_for_pruner=study.pruner != Pruner.NONE,
             artifacts_dir=str(trial_artifacts_dir(study, trial.number)),
         )
-        self.on_progress(trial.number, {"epoch": 0, "epochs": params.get("epochs", study.max_epochs), "fraction": 0.0})
+        self.on_progress({"epoch": 0, "epochs": params.get("epochs", study.max_epochs), "fraction": 0.0})
         self.emit("trial.queued", trial=trial.number, params=params, slot=slot.label)
         started = time.perf_counter()
         result = self._train(spec, slot)
@@ -148,7 +149,7 @@ class TrialExecution:
             )
             self.emit("trial.started", trial=number, architecture=message.architecture, param_count=message.param_count)
         elif isinstance(message, Progress):
-            self.on_progress(number, {"epoch": message.epoch, "epochs": message.epochs, "fraction": message.fraction})
+            self.on_progress({"epoch": message.epoch, "epochs": message.epochs, "fraction": message.fraction})
             self.emit("trial.progress", trial=number, epoch=message.epoch, epochs=message.epochs, fraction=message.fraction, metrics=message.metrics)
         elif isinstance(message, EpochEnd):
             self._record_epoch(message)
@@ -160,6 +161,19 @@ class TrialExecution:
             else:
                 action = "prune" if trial.should_prune() else "continue"
             process.send_control(action)
+
+    def on_progress(self, progress: dict[str, Any] | None) -> None:
+        """Store the trial's progress (``None``: it ended) and refresh the study snapshot;
+        throttled, except for epoch ends and the end."""
+        now = time.monotonic()
+        routine = progress is not None and progress.get("fraction", 0) < 1
+        if routine and now - self._progress_written < PROGRESS_WRITE_S:
+            return
+        self._progress_written = now
+        Trial.objects.filter(pk=self.trial._trial_id).update(progress=progress or {})
+        snapshot = refresh_progress(self.study, force=not routine)
+        if snapshot is not None:
+            self.emit("study.progress", progress=snapshot)
 
     def _record_epoch(self, message: EpochEnd) -> None:
         metrics = message.metrics
@@ -174,7 +188,7 @@ class TrialExecution:
                 "seconds": message.seconds,
             },
         )
-        self.on_progress(self.trial.number, {"epoch": message.epoch, "epochs": message.epochs, "fraction": 1.0})
+        self.on_progress({"epoch": message.epoch, "epochs": message.epochs, "fraction": 1.0})
         self.emit("trial.epoch", trial=self.trial.number, epoch=message.epoch, epochs=message.epochs, metrics=metrics)
 
     def _finish(self, result: TrialResult, seconds: float) -> FinishedTrial:

@@ -151,3 +151,20 @@ def test_a_killed_cluster_fails_and_retries_its_trial_and_a_restart_finishes_the
     assert trials.filter(state="COMPLETE").count() == 3  # exactly the budget finished
     retry = trials.get(system_attrs_json__contains='"failed_trial"')
     assert retry.state == "COMPLETE" and retry.system_attrs["failed_trial"] == killed.number
+
+
+def test_run_study_queue_submits_to_the_cluster_and_follows_it(
+    workspace: Any, owner: Any, cluster_factory: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    import json
+
+    cluster = cluster_factory(FAKE_BEHAVIOUR="paced")
+    done = subprocess.run(
+        [sys.executable, "manage.py", "run_study", "--queue", "--workspace", workspace.slug, "--trials", "3",
+         "--max-epochs", "3", "--concurrency", "2", "--json", "--progress-every", "0.2"],
+        cwd=ROOT, env=cluster.env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "completed" and summary["n_complete"] == 3
+    assert "queued for the cluster" in done.stderr and "trials 3/3" in done.stderr

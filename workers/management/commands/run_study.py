@@ -1,6 +1,8 @@
-"""``manage.py run_study``: create a study and run it to its end on this machine.
+"""``manage.py run_study``: create a study and run it to its end, on this machine or, with
+``--queue``, on the cluster's ``qcluster`` workers (followed from here).
 
     manage.py run_study --dataset digits --trials 10 --max-epochs 10 --json
+    manage.py run_study --queue --trials 24 --concurrency 4
 
 Shows live progress (trials done, running, pruned, failed; the best so far; each running
 trial's epoch and batch progress; the ETA), then a table of the best trial. With ``--json``
@@ -15,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from django.contrib.auth import get_user_model
@@ -22,8 +25,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.errors import ApplicationError
 from accounts.models import Membership, Role, Workspace
-from studies.models import Mode, Pruner, Status, Study
-from studies.services import study_create
+from studies.models import FINAL_STATUSES, Mode, Pruner, Status, Study
+from studies.progress import compute_progress
+from studies.services import study_cancel, study_create, study_start
 from trials.models import Trial
 from workers.engine.catalog import DATASETS
 from workers.engine.search_space import SearchSpaceError, parse_cli_override
@@ -40,10 +44,11 @@ def _fmt_seconds(seconds: float | None) -> str:
 
 
 class ProgressDisplay:
-    """Prints the runner's snapshot every ``every`` seconds (one line each; a TTY redraws)."""
+    """Prints a study's progress snapshot every ``every`` seconds (a line each; a TTY
+    redraws one line). The same display whether the trials run here or on the cluster."""
 
-    def __init__(self, runner: StudyRunner, stream: TextIO, every: float) -> None:
-        self.runner, self.stream, self.every = runner, stream, every
+    def __init__(self, snapshot: Callable[[], dict[str, Any]], stream: TextIO, every: float) -> None:
+        self.snapshot, self.stream, self.every = snapshot, stream, every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._tty = stream.isatty()
@@ -52,25 +57,29 @@ class ProgressDisplay:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop, after one last line with the final counts."""
         self._stop.set()
         self._thread.join()
+        self._write(self.line())
         if self._tty:
             self.stream.write("\n")
 
+    def _write(self, text: str) -> None:
+        self.stream.write(f"\r\x1b[2K{text}" if self._tty else f"{text}\n")
+        self.stream.flush()
+
     def line(self) -> str:
-        snap = self.runner.snapshot()
-        counts, best = snap["counts"], snap["best"]
-        budget = self.runner.study.n_trials
-        done = counts["COMPLETE"] + counts["PRUNED"] + counts["FAIL"]
+        snap = self.snapshot()
         running = " ".join(
-            f"#{n}:e{p['epoch']}/{p['epochs']}:{int(p['fraction'] * 100)}%"
-            for n, p in sorted(snap["running"].items())
+            f"#{t['number']}:e{t.get('epoch', 0)}/{t.get('epochs', '?')}:{int(t.get('fraction', 0) * 100)}%"
+            for t in snap["running_trials"]
         )
-        best_text = f"best {best['value']:.4f} (#{best['number']})" if best else "best -"
+        best = snap["best_value"]
+        best_text = f"best {best:.4f} (#{snap['best_trial']})" if best is not None else "best -"
         return (
-            f"trials {done}/{budget} | complete {counts['COMPLETE']} pruned {counts['PRUNED']} "
-            f"failed {counts['FAIL']} running {len(snap['running'])} | {best_text} | "
-            f"avg {_fmt_seconds(snap['average_s'])} ETA {_fmt_seconds(snap['eta_s'])}"
+            f"trials {snap['finished']}/{snap['n_trials']} | complete {snap['complete']} pruned {snap['pruned']} "
+            f"failed {snap['failed']} running {snap['running']} | {best_text} | "
+            f"avg {_fmt_seconds(snap['average_trial_s'])} ETA {_fmt_seconds(snap['eta_s'])}"
             + (f" | {running}" if running else "")
         )
 
@@ -79,9 +88,7 @@ class ProgressDisplay:
 
         try:
             while not self._stop.wait(self.every):
-                text = self.line()
-                self.stream.write(f"\r\x1b[2K{text}" if self._tty else f"{text}\n")
-                self.stream.flush()
+                self._write(self.line())
         finally:
             connections.close_all()
 
@@ -105,26 +112,21 @@ class Command(BaseCommand):
             "--set", dest="overrides", action="append", default=[], metavar="PARAM=VALUE",
             help="Fix a parameter (repeatable), e.g. --set optimizer=adam.",
         )
+        parser.add_argument(
+            "--queue", action="store_true",
+            help="Submit to the cluster's qcluster workers and follow it, instead of training here.",
+        )
         parser.add_argument("--json", action="store_true", help="Progress to stderr; a JSON summary as the last stdout line.")
         parser.add_argument("--progress-every", type=float, default=1.0, help="Seconds between progress lines.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         study = self._create(options)
         stream = sys.stderr if options["json"] else self.stdout._out  # type: ignore[attr-defined]
-        runner = StudyRunner(study)
-        display = ProgressDisplay(runner, stream, options["progress_every"])
-        previous = signal.signal(signal.SIGINT, lambda *_: self._interrupt(runner, stream))
         started = time.perf_counter()
-        try:
-            stream.write(
-                f"Study {study.pk} {study.name!r} in {study.workspace}: {study.n_trials} trials on "
-                f"{study.dataset} ({study.task_kind}), mode {study.mode}, {len(runner.slots)} slot(s).\n"
-            )
-            display.start()
-            study = runner.run()
-        finally:
-            display.stop()
-            signal.signal(signal.SIGINT, previous)
+        if options["queue"]:
+            study = self._follow_on_cluster(study, stream, options["progress_every"])
+        else:
+            study = self._run_here(study, stream, options["progress_every"])
         summary = self._summary(study, time.perf_counter() - started)
         if options["json"]:
             self.stdout.write(json.dumps(summary))
@@ -134,12 +136,55 @@ class Command(BaseCommand):
         if code:
             sys.exit(code)
 
-    def _interrupt(self, runner: StudyRunner, stream: TextIO) -> None:
-        if runner.cancelled:
+    def _run_here(self, study: Study, stream: TextIO, every: float) -> Study:
+        runner = StudyRunner(study)
+        display = ProgressDisplay(runner.snapshot, stream, every)
+        previous = signal.signal(signal.SIGINT, lambda *_: self._interrupt(runner.cancel, runner.cancelled, stream))
+        try:
+            stream.write(
+                f"Study {study.pk} {study.name!r} in {study.workspace}: {study.n_trials} trials on "
+                f"{study.dataset} ({study.task_kind}), mode {study.mode}, {len(runner.slots)} slot(s) here.\n"
+            )
+            display.start()
+            return runner.run()
+        finally:
+            display.stop()
+            signal.signal(signal.SIGINT, previous)
+
+    def _follow_on_cluster(self, study: Study, stream: TextIO, every: float) -> Study:
+        """Queue the study for the qcluster workers, then follow it until it ends."""
+        user = study.created_by
+        study = study_start(user=user, study=study)
+        cancel_asked = threading.Event()
+
+        def cancel() -> None:
+            cancel_asked.set()
+
+        display = ProgressDisplay(lambda: compute_progress(Study.objects.get(pk=study.pk)), stream, every)
+        previous = signal.signal(signal.SIGINT, lambda *_: self._interrupt(cancel, cancel_asked.is_set(), stream))
+        stream.write(
+            f"Study {study.pk} {study.name!r} queued for the cluster: {study.n_trials} trials on {study.dataset}; "
+            "start `manage.py qcluster` on a machine if none runs.\n"
+        )
+        try:
+            display.start()
+            while True:
+                study.refresh_from_db()
+                if study.status in FINAL_STATUSES:
+                    return study
+                if cancel_asked.is_set() and study.status in (Status.QUEUED, Status.RUNNING):
+                    study = study_cancel(user=user, study=study, reason="Cancelled from run_study (Ctrl+C).")
+                time.sleep(0.2)
+        finally:
+            display.stop()
+            signal.signal(signal.SIGINT, previous)
+
+    def _interrupt(self, cancel: Callable[[], None], already: bool, stream: TextIO) -> None:
+        if already:
             stream.write("\nStill stopping the running trials; please wait.\n")
             return
         stream.write("\nCancelling: running trials stop, completed trials are kept.\n")
-        runner.cancel()
+        cancel()
 
     def _fail(self, message: str) -> None:
         raise CommandError(message, returncode=2)
