@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from hpo_platform.env import (
     env_bool,
+    env_float,
     env_int,
     env_list,
     env_path,
@@ -132,6 +133,12 @@ Q_CLUSTER: dict[str, object] = {
     "retry": env_int("Q_RETRY", 3900, minimum=2),
     "max_attempts": 1,
     "catch_up": False,
+    # The ORM broker looks for new tasks this often (seconds): a trial's task starts at most
+    # this long after it was dispatched.
+    "poll": env_float("Q_POLL", 0.1, minimum=0.01),
+    # A node takes at most as many tasks at once as it has workers: enough to start a
+    # whole study's first wave together, never hoarding work another node could run.
+    "bulk": env_int("Q_WORKERS", 1, minimum=1),
     "label": "Tasks",
 }
 if Q_BROKER == "orm":

@@ -225,7 +225,9 @@ def run_trial(ticket_id: int) -> str:
         TrialTicket.objects.filter(pk=ticket_id).delete()
         refresh_progress(study, force=True)
         maybe_finish(study)
-        async_task("workers.tasks.scheduler_tick")
+        # Dispatch the next trials now, in this worker, rather than through the broker: a
+        # round trip less between one trial's end and the next one's start.
+        scheduler_tick()
     return f"trial {finished.number}: {finished.result.status}"
 
 

@@ -231,3 +231,16 @@ def test_env_str_and_env_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     monkeypatch.setenv("HPO_DIR", str(tmp_path / "sub" / ".." / "var"))
     assert env_str("HPO_NAME", "fallback") == "set"
     assert env_path("HPO_DIR", Path("/unused")) == (tmp_path / "var").resolve()
+
+
+def test_env_float_reads_numbers_and_refuses_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpo_platform.env import env_float
+
+    monkeypatch.setenv("Q_POLL", "0.25")
+    assert env_float("Q_POLL", 0.1, minimum=0.01) == 0.25
+    monkeypatch.setenv("Q_POLL", "fast")
+    with pytest.raises(ImproperlyConfigured, match="Q_POLL='fast' is not a number"):
+        env_float("Q_POLL", 0.1)
+    monkeypatch.setenv("Q_POLL", "0")
+    with pytest.raises(ImproperlyConfigured, match="below the minimum"):
+        env_float("Q_POLL", 0.1, minimum=0.01)

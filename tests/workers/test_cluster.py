@@ -64,12 +64,19 @@ class Cluster:
         self.process.wait()
 
     def stop(self) -> None:
+        """SIGTERM to the cluster's main process (its graceful stop; signalling the whole
+        group makes the sentinel wait for workers that are already gone), then clear up."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.kill()
+                pass
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait()
 
 
 @pytest.fixture
@@ -168,3 +175,17 @@ def test_run_study_queue_submits_to_the_cluster_and_follows_it(
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["status"] == "completed" and summary["n_complete"] == 3
     assert "queued for the cluster" in done.stderr and "trials 3/3" in done.stderr
+
+
+def test_failing_trials_are_logged_and_a_failure_streak_fails_the_study(
+    workspace: Any, member: Any, cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster_factory(FAKE_BEHAVIOUR="fail", HPO_MAX_CONSECUTIVE_FAILURES="3", Q_WORKERS="1")
+    study = study_create(user=member, workspace=workspace, name="doomed", n_trials=10, max_epochs=3, seed=0)
+    study_start(user=member, study=study)
+    wait_for(lambda: status_of(study) == Status.FAILED, 60, "the study to fail")
+    study.refresh_from_db()
+    assert "3 trials in a row failed" in study.status_reason and "out of memory" in study.status_reason
+    assert Trial.objects.filter(study=study).count() == 3
+    errors = StudyLogEntry.objects.filter(study=study, level="error", trial_number__isnull=False)
+    assert errors.count() == 3 and errors.first().details == "Traceback ..."
