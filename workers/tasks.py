@@ -107,11 +107,10 @@ def scheduler_tick() -> str:
 
 def _fail_stale_trials(study: Study) -> None:
     storage = storage_for_study(study)
-    optuna_study = optuna.load_study(study_name=study.optuna_name, storage=storage)
     stale = storage._get_stale_trial_ids(study.pk)
     if not stale:
         return
-    fail_stale_trials(optuna_study)
+    fail_stale_trials(optuna.load_study(study_name=study.optuna_name, storage=storage))
     for trial in Trial.objects.filter(pk__in=stale, state=TrialState.FAIL.name):
         reason = "Its worker stopped sending heartbeats (killed or lost); retried if the retry limit allows."
         Trial.objects.filter(pk=trial.pk).update(outcome="failed", error_message=reason, progress={})
