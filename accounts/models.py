@@ -31,6 +31,12 @@ class Workspace(models.Model):
     max_concurrent_trials = models.PositiveIntegerField(
         null=True, blank=True, help_text="Quota: trials running at once over all studies (empty: no limit)."
     )
+    gpu_hours_per_month = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Budget: GPU hours trained per calendar month (UTC) over all studies; "
+        "dispatching stops when it is spent (empty: no limit).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

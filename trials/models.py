@@ -57,6 +57,9 @@ class Trial(models.Model):
     )
     param_count = models.BigIntegerField(null=True, blank=True)
     executor = models.CharField(max_length=16, blank=True)
+    gpu_seconds = models.FloatField(
+        default=0.0, help_text="Wall seconds the trial trained times the GPUs it held (0 on CPU)."
+    )
     worker = models.CharField(max_length=200, blank=True, help_text="Host and process that ran it.")
     outcome = models.CharField(
         max_length=10,

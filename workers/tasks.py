@@ -28,12 +28,13 @@ from datetime import timedelta
 import optuna
 from django.conf import settings
 from django.db import close_old_connections, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django_q.tasks import async_task
 from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
+from accounts.models import Workspace
 from studies.events import publish
 from studies.models import LogLevel, Status, Study
 from studies.optuna_storage import storage_for_study
@@ -163,6 +164,12 @@ def _dispatch() -> int:
             tickets = study.tickets.count()
             unstarted = study.tickets.filter(started_at__isnull=True).count()
             free = study.concurrency - tickets
+            spent = gpu_budget_spent(study.workspace)
+            if spent is not None:
+                if study.status_reason != spent:
+                    Study.objects.filter(pk=study.pk).update(status_reason=spent)
+                    study_log(study=study, level=LogLevel.WARNING, message=f"Not dispatching: {spent}")
+                continue
             quota = study.workspace.max_concurrent_trials
             if quota is not None:
                 in_workspace = TrialTicket.objects.filter(study__workspace=study.workspace).count()
@@ -175,8 +182,24 @@ def _dispatch() -> int:
     return enqueued
 
 
-def request_tick() -> None:
-    transaction.on_commit(lambda: async_task("workers.tasks.scheduler_tick"))
+def gpu_budget_spent(workspace: Workspace) -> str | None:
+    """Why the workspace may not start trials this month, or ``None`` while its GPU-hours
+    budget (if any) lasts. The month is the calendar month in UTC."""
+    budget = workspace.gpu_hours_per_month
+    if budget is None:
+        return None
+    now = timezone.now()
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    used_seconds = (
+        Trial.objects.filter(study__workspace=workspace, datetime_start__gte=month_start).aggregate(s=Sum("gpu_seconds"))["s"]
+        or 0.0
+    )
+    if used_seconds / 3600 < budget:
+        return None
+    return (
+        f"The workspace's GPU budget for {now:%B %Y} is spent ({used_seconds / 3600:.2f} of {budget:g} GPU hours); "
+        "raise it, or wait for next month."
+    )
 
 
 # --- one trial --------------------------------------------------------------------------------------

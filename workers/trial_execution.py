@@ -111,7 +111,9 @@ class TrialExecution:
         self.emit("trial.queued", trial=trial.number, params=params, slot=slot.label)
         started = time.perf_counter()
         result = self._train(spec, slot)
-        return self._finish(result, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        Trial.objects.filter(pk=trial._trial_id).update(gpu_seconds=seconds * len(slot.gpus))
+        return self._finish(result, seconds)
 
     def _train(self, spec: TrialSpec, slot: Slot) -> TrialResult:
         trial_id = self.trial._trial_id

@@ -184,3 +184,16 @@ def test_pruner_choice() -> None:
     hyperband = make_pruner("hyperband", max_epochs=10)
     assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
     assert isinstance(make_pruner("none", max_epochs=10), optuna.pruners.NopPruner)
+
+
+def test_gpu_seconds_count_the_gpus_a_trial_held(workspace: Any, member: Any) -> None:
+    cpu = make_study(workspace, member, name="cpu", n_trials=1)
+    runner(cpu).run()
+    assert Trial.objects.get(study=cpu).gpu_seconds == 0.0
+    gpu = make_study(workspace, member, name="gpu", n_trials=1)
+    StudyRunner(gpu, slots=[Slot(0, (2, 3))], trial_module=FAKE).run()  # the fake ignores GPUs
+    trial = Trial.objects.get(study=gpu)
+    assert trial.gpu_seconds > 0
+    assert trial.gpu_seconds == pytest.approx(
+        2 * (trial.datetime_complete - trial.datetime_start).total_seconds(), rel=0.5
+    )

@@ -75,3 +75,28 @@ def test_a_run_trial_without_its_ticket_does_nothing(workspace: Any, member: Any
     study = queued(workspace, member, "a", n_trials=5)
     assert tasks._claim(12345) is None  # cancelled: the ticket was deleted
     assert not study.trials.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_spent_gpu_budget_stops_dispatching_with_the_reason(workspace: Any, member: Any, sent: list[Any]) -> None:
+    import optuna
+
+    from studies.optuna_storage import DjangoStorage
+    from trials.models import Trial
+
+    workspace.gpu_hours_per_month = 1.0
+    workspace.save()
+    study = queued(workspace, member, "a", n_trials=10, concurrency=2)
+    trial = optuna.load_study(study_name=study.optuna_name, storage=DjangoStorage()).ask()
+    Trial.objects.filter(pk=trial._trial_id).update(gpu_seconds=2400)  # 40 GPU minutes: 1 h not yet spent
+    tasks.scheduler_tick()
+    assert TrialTicket.objects.filter(study=study).count() == 2
+    TrialTicket.objects.all().delete()
+    Trial.objects.filter(pk=trial._trial_id).update(gpu_seconds=3700)  # now over the hour
+    tasks.scheduler_tick()
+    assert not TrialTicket.objects.exists()
+    study.refresh_from_db()
+    assert "GPU budget" in study.status_reason and "1.03 of 1 GPU hours" in study.status_reason
+    assert study.log_entries.filter(message__contains="Not dispatching").count() == 1
+    tasks.scheduler_tick()  # said once, not at every tick
+    assert study.log_entries.filter(message__contains="Not dispatching").count() == 1
