@@ -11,7 +11,7 @@ TEST_SQLITE_URL = sqlite:///var/test.sqlite3
 # Extra arguments for pytest, e.g. `make test-sqlite PYTEST_ARGS='-x tests/accounts'`.
 PYTEST_ARGS ?=
 
-.PHONY: run test test-postgres test-sqlite bench bench-overhead bench-quality install clean distclean
+.PHONY: run test test-postgres test-sqlite bench bench-overhead bench-quality bench-scaling bench-latency install clean distclean
 
 $(PY):
 	python3 -m venv .venv
@@ -54,6 +54,12 @@ bench-overhead: $(STAMP)
 
 bench-quality: $(STAMP)
 	$(PY) bench/quality.py
+
+bench-scaling: $(STAMP)
+	$(PY) bench/scaling.py
+
+bench-latency: $(STAMP)
+	$(PY) bench/latency.py
 
 # Build and test leftovers; keeps .venv and the embedded database and demo login in var/.
 clean:
