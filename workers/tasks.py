@@ -38,7 +38,6 @@ from accounts.models import Workspace
 from studies.events import publish
 from studies.models import LogLevel, Status, Study
 from studies.optuna_storage import storage_for_study
-from studies.progress import refresh_progress
 from studies.services import study_finish, study_log, study_mark_running
 from trials.models import Trial
 from workers.engine.devices import Slot
@@ -244,8 +243,8 @@ def run_trial(ticket_id: int) -> str:
         finished = execution.run(slot)
         _after_trial(study, finished)
     finally:
+        # (The trial's end already refreshed the snapshot; maybe_finish does on a status change.)
         TrialTicket.objects.filter(pk=ticket_id).delete()
-        refresh_progress(study, force=True)
         maybe_finish(study)
         # Dispatch the next trials now, in this worker, rather than through the broker: a
         # round trip less between one trial's end and the next one's start.

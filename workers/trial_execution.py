@@ -112,8 +112,7 @@ class TrialExecution:
         started = time.perf_counter()
         result = self._train(spec, slot)
         seconds = time.perf_counter() - started
-        Trial.objects.filter(pk=trial._trial_id).update(gpu_seconds=seconds * len(slot.gpus))
-        return self._finish(result, seconds)
+        return self._finish(result, seconds, gpu_seconds=seconds * len(slot.gpus))
 
     def _train(self, spec: TrialSpec, slot: Slot) -> TrialResult:
         trial_id = self.trial._trial_id
@@ -193,10 +192,11 @@ class TrialExecution:
         self.on_progress({"epoch": message.epoch, "epochs": message.epochs, "fraction": 1.0})
         self.emit("trial.epoch", trial=self.trial.number, epoch=message.epoch, epochs=message.epochs, metrics=metrics)
 
-    def _finish(self, result: TrialResult, seconds: float) -> FinishedTrial:
+    def _finish(self, result: TrialResult, seconds: float, *, gpu_seconds: float) -> FinishedTrial:
         """Write what the trial produced, then tell Optuna how it ended."""
         trial = self.trial
         Trial.objects.filter(pk=trial._trial_id).update(
+            gpu_seconds=gpu_seconds,
             accuracy=result.accuracy,
             health_score=result.health_score,
             total_score=result.total_score,
