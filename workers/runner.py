@@ -31,7 +31,7 @@ from trials.models import Trial
 from workers.engine.devices import Slot, detect_gpus, plan_slots
 from workers.engine.process import SlotPool
 from workers.engine.search_space import default_params
-from workers.trial_execution import FinishedTrial, TrialExecution, keep_only_best_model
+from workers.trial_execution import FinishedTrial, TrialExecution, record_finished
 
 logger = logging.getLogger(__name__)
 # The runner records heartbeats itself (Optuna's own heartbeat thread lives in optimize()).
@@ -206,23 +206,7 @@ class StudyRunner:
                     self._failed_reason = f"{limit} trials in a row failed; the last: {result.reason}"
             else:
                 self._consecutive_failures = 0
-        if result.artifacts.get("model"):
-            keep_only_best_model(self.study)
-        if result.status == "failed":
-            logger.warning(
-                "trial %s of study %s failed: %s\n%s", finished.number, self.study.pk, result.reason, result.traceback
-            )
-        self._emit(
-            "trial.finished",
-            trial=finished.number,
-            state=finished.state.name,
-            status=result.status,
-            accuracy=result.accuracy,
-            health_score=result.health_score,
-            total_score=result.total_score,
-            reason=result.reason,
-            seconds=finished.seconds,
-        )
+        record_finished(self.study, finished, self._emit)
 
     def snapshot(self) -> dict[str, Any]:
         """The study's progress snapshot, as every display reads it."""

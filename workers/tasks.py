@@ -45,7 +45,7 @@ from workers.engine.process import SlotPool
 from workers.models import TrialTicket
 from workers.runner import load_optuna_study
 from workers.slots import claim_worker_slot
-from workers.trial_execution import FinishedTrial, TrialExecution, keep_only_best_model
+from workers.trial_execution import FinishedTrial, TrialExecution, record_finished
 
 logger = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed", category=UserWarning)
@@ -280,30 +280,7 @@ def _claim(ticket_id: int) -> tuple[Study, optuna.Study, optuna.Trial] | None:
 
 
 def _after_trial(study: Study, finished: FinishedTrial) -> None:
-    result = finished.result
-    level = LogLevel.ERROR if result.status == "failed" else LogLevel.INFO
-    score = f" score {result.total_score:.4f}" if result.total_score is not None else ""
-    study_log(
-        study=study,
-        level=level,
-        trial_number=finished.number,
-        message=f"Trial {result.status}{score}" + (f": {result.reason}" if result.reason else "."),
-        details=result.traceback,
-    )
-    if result.artifacts.get("model"):
-        keep_only_best_model(study)
-    publish(
-        study.pk,
-        "trial.finished",
-        trial=finished.number,
-        state=finished.state.name,
-        status=result.status,
-        accuracy=result.accuracy,
-        health_score=result.health_score,
-        total_score=result.total_score,
-        reason=result.reason,
-        seconds=finished.seconds,
-    )
+    record_finished(study, finished, lambda kind, **data: publish(study.pk, kind, **data))
     _fail_study_after_repeated_failures(study)
 
 

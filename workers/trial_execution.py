@@ -21,8 +21,9 @@ import optuna
 from django.conf import settings
 from optuna.trial import TrialState
 
-from studies.models import Pruner, Study
+from studies.models import LogLevel, Pruner, Study
 from studies.progress import refresh_progress
+from studies.services import study_log
 from trials.models import Trial, TrialEpoch
 from workers.engine.devices import Slot
 from workers.engine.messages import EpochEnd, Message, Progress, Started, TrialResult, TrialSpec
@@ -220,6 +221,33 @@ class TrialExecution:
         else:
             frozen = self.optuna_study.tell(trial, state=TrialState.FAIL)
         return FinishedTrial(trial.number, trial._trial_id, frozen.state, result, seconds)
+
+
+def record_finished(study: Study, finished: FinishedTrial, emit: Callable[..., None]) -> None:
+    """What follows any trial's end, whoever ran it: a line in the study's log (with the
+    traceback of a failure), only the best model kept, and the ``trial.finished`` event."""
+    result = finished.result
+    score = f" score {result.total_score:.4f}" if result.total_score is not None else ""
+    study_log(
+        study=study,
+        level=LogLevel.ERROR if result.status == "failed" else LogLevel.INFO,
+        trial_number=finished.number,
+        message=f"Trial {result.status}{score}" + (f": {result.reason}" if result.reason else "."),
+        details=result.traceback,
+    )
+    if result.artifacts.get("model"):
+        keep_only_best_model(study)
+    emit(
+        "trial.finished",
+        trial=finished.number,
+        state=finished.state.name,
+        status=result.status,
+        accuracy=result.accuracy,
+        health_score=result.health_score,
+        total_score=result.total_score,
+        reason=result.reason,
+        seconds=finished.seconds,
+    )
 
 
 def keep_only_best_model(study: Study) -> None:

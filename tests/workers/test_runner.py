@@ -55,6 +55,12 @@ def test_study_runs_exactly_its_budget_and_stores_every_trial(workspace: Any, me
     first = DjangoStorage().get_trial(trials[0].pk)
     assert first.user_attrs["default_configuration"] is True
     assert first.params == default_params("image", max_epochs=3)
+    # The study's log is the same as on the cluster: one line per trial, and the end.
+    from studies.models import StudyLogEntry
+
+    lines = list(StudyLogEntry.objects.filter(study=study).values_list("trial_number", "message"))
+    assert [n for n, m in lines if m.startswith("Trial complete score")] == [0, 1, 2, 3]
+    assert lines[-1] == (None, "Study completed.")
     kinds = [e["type"] for e in events]
     assert kinds[0] == "study.status" and kinds[-1] == "study.finished"
     assert kinds.count("trial.started") == kinds.count("trial.finished") == 4
