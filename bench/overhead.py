@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/overhead.py [--trials 6] [--memory-trials 30]
 
-Time: the same trials (same seed, the same enqueued params) on `digits`, once through
-`manage.py run_study` (a process per trial, ORM storage, health analysis, artifacts) and once
-by a plain script that trains them one after the other in one process with Optuna's
+Time: the same trials (same seed, the same enqueued params) on `digits`, once through the
+platform's `StudyRunner`, which `run_study` uses (a process per trial, ORM storage, health
+analysis, artifacts; a short script makes the study and enqueues the params, as
+`run_study` has no option to enqueue them), and once by a plain script that trains them one after the other in one process with Optuna's
 in-memory storage. Both are timed as whole commands (Python start to exit), so each pays
 its own TensorFlow import. Prints the wall-time ratio (target: at most 1.15).
 
@@ -113,9 +114,8 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
 
 
 def run_platform_trials(env: dict[str, str], trials: list[dict[str, Any]]) -> tuple[float, float]:
-    """Each trial as its own fixed-parameter study is not the same thing: one study,
-    params enqueued, is. run_study has no --enqueue, so the study is made first and its
-    trials enqueued through the ORM storage, then run by the same runner run_study uses."""
+    """One study with the trials' params enqueued through the ORM storage, run by the runner
+    `run_study` uses; returns the wall time of the whole command and the best value."""
     script = r'''
 import json, os, sys, time
 import django

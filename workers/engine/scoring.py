@@ -76,16 +76,5 @@ def total_score(
     return _unit(normalized["accuracy"] * accuracy + normalized["health"] * health)
 
 
-def objective_value(
-    *,
-    accuracy: float | None,
-    health_score: float | None,
-    mode: str,
-    weights: dict[str, float] | None = None,
-) -> float | None:
-    """The value told to Optuna (direction: maximize); the same as ``total_score``."""
-    return total_score(accuracy=accuracy, health_score=health_score, mode=mode, weights=weights)
-
-
 def _unit(value: float) -> float:
     return min(1.0, max(0.0, float(value)))

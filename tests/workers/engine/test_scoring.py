@@ -8,7 +8,6 @@ import pytest
 from workers.engine.scoring import (
     DEFAULT_WEIGHTS,
     normalize_weights,
-    objective_value,
     total_score,
 )
 
@@ -50,12 +49,6 @@ def test_unknown_mode_lists_the_modes() -> None:
         total_score(accuracy=0.5, health_score=0.5, mode="fancy")
     with pytest.raises(ValueError, match="fancy"):
         total_score(accuracy=None, health_score=None, mode="fancy")
-
-
-def test_objective_value_is_the_total_score() -> None:
-    kwargs = {"accuracy": 0.8, "health_score": 0.4, "weights": {"health": 0.5}}
-    for mode in ("simple", "health"):
-        assert objective_value(mode=mode, **kwargs) == total_score(mode=mode, **kwargs)
 
 
 def test_default_weights_sum_to_one() -> None:
