@@ -44,6 +44,31 @@ def study_seconds(database_url: str, study_id: int) -> float:
     return float(row[0])
 
 
+def where_time_went(database_url: str, study_id: int, workers: int) -> str:
+    """The platform's share of the study's time: from queued to the first trial's start,
+    how busy the workers were (the trials' summed durations over workers x study time), the
+    idle worker time per trial that follows from it, and from the last trial's end to the
+    study's end."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        queued, finished = conn.execute(
+            "SELECT queued_at, finished_at FROM studies_study WHERE id = %s", (study_id,)
+        ).fetchone()
+        rows = conn.execute(
+            "SELECT datetime_start, datetime_complete FROM trials_trial WHERE study_id = %s", (study_id,)
+        ).fetchall()
+    total = (finished - queued).total_seconds()
+    busy = sum((end - start).total_seconds() for start, end in rows)
+    first = (min(start for start, _end in rows) - queued).total_seconds()
+    last = (finished - max(end for _start, end in rows)).total_seconds()
+    idle = (workers * total - busy) / len(rows)
+    return (
+        f"workers busy {100 * busy / (workers * total):.0f} %, idle worker time per trial {idle:.2f} s;"
+        f" first trial started after {first:.2f} s, study ended {last:.2f} s after the last trial"
+    )
+
+
 def run(workers: int, trials: int, sleep: float, server: str) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as folder:
         env = dict(
@@ -84,7 +109,8 @@ def run(workers: int, trials: int, sleep: float, server: str) -> tuple[float, fl
         summary = json.loads(done.stdout.strip().splitlines()[-1])
         if summary["n_complete"] != trials:
             raise SystemExit(f"{workers} workers: {summary}")
-        return study_seconds(env["DATABASE_URL"], summary["study_id"]), elapsed
+        detail = where_time_went(env["DATABASE_URL"], summary["study_id"], workers)
+        return study_seconds(env["DATABASE_URL"], summary["study_id"]), elapsed, detail
 
 
 def main() -> None:
@@ -98,14 +124,14 @@ def main() -> None:
     baseline: float | None = None
     wall_baseline: float | None = None
     for workers in args.workers:
-        study_s, wall_s = run(workers, args.trials, args.sleep, args.postgres)
+        study_s, wall_s, detail = run(workers, args.trials, args.sleep, args.postgres)
         if workers == 1:
             baseline, wall_baseline = study_s, wall_s
         speedup = baseline / study_s if baseline else float("nan")
         wall_speedup = wall_baseline / wall_s if wall_baseline else float("nan")
         print(
             f"  {workers} worker(s): study {study_s:6.1f} s, speedup {speedup:4.2f} (target >= {0.9 * workers:.1f});"
-            f" run_study wall {wall_s:6.1f} s, speedup {wall_speedup:4.2f}",
+            f" run_study wall {wall_s:6.1f} s, speedup {wall_speedup:4.2f}\n      ({detail})",
             flush=True,
         )
 

@@ -24,6 +24,7 @@ and pickles without its cache.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
@@ -31,7 +32,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -132,6 +133,7 @@ class _StudyCache:
         self.unfinished_trial_ids: set[int] = set()
         self.last_finished_trial_id = -1
         self.distributions: dict[str, optuna_distributions.BaseDistribution] = {}
+        self.distributions_loaded = False
 
 
 class DjangoStorage(BaseStorage, BaseHeartbeat):
@@ -168,16 +170,18 @@ class DjangoStorage(BaseStorage, BaseHeartbeat):
         self.workspace_id = workspace_id
         self._studies: dict[int, _StudyCache] = {}
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        del state["_lock"]
+        del state["_lock"], state["_local"]
         state["_studies"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     # --- studies -------------------------------------------------------------------------
 
@@ -325,7 +329,17 @@ class DjangoStorage(BaseStorage, BaseHeartbeat):
         checked against it) and remembered by this process.
         """
         with self._lock:
-            known = self._studies.setdefault(study_id, _StudyCache()).distributions.get(name)
+            cache = self._studies.setdefault(study_id, _StudyCache())
+            known = cache.distributions.get(name)
+            loaded = cache.distributions_loaded
+        if known is None and not loaded:
+            # First look in this process: read every distribution the study has (one query).
+            rows = StudyParamDistribution.objects.filter(study_id=study_id).values_list("name", "distribution_json")
+            stored_all = {row_name: _distribution_from_json(text) for row_name, text in rows}
+            with self._lock:
+                cache.distributions.update(stored_all)
+                cache.distributions_loaded = True
+            known = stored_all.get(name)
         if known is None:
             text = optuna_distributions.distribution_to_json(distribution)
             StudyParamDistribution.objects.bulk_create(
@@ -366,14 +380,64 @@ class DjangoStorage(BaseStorage, BaseHeartbeat):
         param_value_internal: float,
         distribution: optuna_distributions.BaseDistribution,
     ) -> None:
+        batch = self._param_batches().get(trial_id)
+        if batch is not None:
+            study_id, pending = batch
+            self._check_distribution(study_id, param_name, distribution)
+            pending[param_name] = (param_value_internal, distribution)
+            return
+        self._write_params(trial_id, {param_name: (param_value_internal, distribution)})
+
+    def _param_batches(self) -> dict[int, tuple[int, dict[str, tuple[float, Any]]]]:
+        batches = getattr(self._local, "param_batches", None)
+        if batches is None:
+            batches = self._local.param_batches = {}
+        return batches
+
+    @contextlib.contextmanager
+    def param_batch(self, trial_id: int) -> Iterator[None]:
+        """Write the params this thread sets on ``trial_id`` inside the block in one
+        transaction when it ends, instead of one transaction each.
+
+        Each ``set_trial_param`` is still checked at once (finished trial, distribution
+        compatible with the study's), so ``trial.suggest_*`` raises where it would without
+        the batch; only the write waits. Optuna's ``Trial`` keeps the params it suggested in
+        its own cache, so nothing in the block needs to read them back from storage. If the
+        block raises, the params set so far are still written (best effort) and the error
+        goes up. This is how a worker writes a trial's dozen params: one round trip, not
+        twelve (``bench/scaling.py``).
+        """
+        batches = self._param_batches()
+        if trial_id in batches:  # nested: the outer block writes
+            yield
+            return
+        row = Trial.objects.filter(pk=trial_id).values_list("study_id", "state", "number").first()
+        if row is None:
+            raise KeyError(f"No trial with trial_id {trial_id} exists.")
+        if OptunaTrialState[row[1]].is_finished():
+            raise UpdateFinishedTrialError(f"Trial#{row[2]} has already finished and can not be updated.")
+        batches[trial_id] = (row[0], {})
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            _study_id, pending = batches.pop(trial_id)
+            if pending:
+                if failed:
+                    with contextlib.suppress(Exception):
+                        self._write_params(trial_id, pending)
+                else:
+                    self._write_params(trial_id, pending)
+
+    @_retry_transient
+    def _write_params(self, trial_id: int, pending: dict[str, tuple[float, Any]]) -> None:
         with transaction.atomic():
             study_id, _state, params_text = self._locked_trial(trial_id, "params_json")
-            self._check_distribution(study_id, param_name, distribution)
             params = json.loads(params_text)
-            params[param_name] = [
-                param_value_internal,
-                optuna_distributions.distribution_to_json(distribution),
-            ]
+            for name, (value, distribution) in pending.items():
+                self._check_distribution(study_id, name, distribution)
+                params[name] = [value, optuna_distributions.distribution_to_json(distribution)]
             Trial.objects.filter(pk=trial_id).update(params_json=json.dumps(params))
 
     # --- trial state, values, attributes ---------------------------------------------------

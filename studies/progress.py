@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Q, Sum
 from django.utils import timezone
 
 from studies.models import Study
@@ -21,24 +21,32 @@ MIN_INTERVAL = timedelta(seconds=0.3)
 def compute_progress(study: Study) -> dict[str, Any]:
     """Counts, best values, average duration, ETA and the running trials' progress."""
     trials = Trial.objects.filter(study=study)
-    counts = {row["state"]: row["n"] for row in trials.values("state").annotate(n=Count("id"))}
-    retries = trials.filter(system_attrs_json__contains='"failed_trial"').count()
-    finished = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) + counts.get("FAIL", 0) - retries
+    complete = Q(state="COMPLETE")
+    timed = complete & Q(datetime_start__isnull=False, datetime_complete__isnull=False)
+    duration = ExpressionWrapper(F("datetime_complete") - F("datetime_start"), output_field=DurationField())
+    # One pass over the study's rows for the counts, the best accuracy and the durations.
+    counts = trials.aggregate(
+        running=Count("id", filter=Q(state="RUNNING")),
+        waiting=Count("id", filter=Q(state="WAITING")),
+        complete=Count("id", filter=complete),
+        pruned=Count("id", filter=Q(state="PRUNED")),
+        fail=Count("id", filter=Q(state="FAIL")),
+        retries=Count("id", filter=Q(system_attrs_json__contains='"failed_trial"')),
+        best_accuracy=Max("accuracy", filter=complete),
+        timed=Count("id", filter=timed),
+        total_duration=Sum(duration, filter=timed),
+    )
+    retries = counts["retries"]
+    finished = counts["complete"] + counts["pruned"] + counts["fail"] - retries
     best = (
         trials.filter(state="COMPLETE", value__isnull=False)
         .order_by("-value", "number")
         .values("number", "value", "accuracy", "health_score", "total_score")
         .first()
     )
-    best_accuracy = trials.filter(state="COMPLETE", accuracy__isnull=False).order_by("-accuracy").values_list("accuracy", flat=True).first()
-    durations = [
-        d.total_seconds()
-        for d in trials.filter(state="COMPLETE", datetime_start__isnull=False, datetime_complete__isnull=False)
-        .annotate(d=ExpressionWrapper(F("datetime_complete") - F("datetime_start"), output_field=DurationField()))
-        .values_list("d", flat=True)
-        if d is not None
-    ]
-    average = sum(durations) / len(durations) if durations else None
+    best_accuracy = counts["best_accuracy"]
+    total = counts["total_duration"]
+    average = total.total_seconds() / counts["timed"] if counts["timed"] and total is not None else None
     running = [
         {"number": number, **(progress or {})}
         for number, progress in trials.filter(state="RUNNING").order_by("number").values_list("number", "progress")
@@ -53,11 +61,11 @@ def compute_progress(study: Study) -> dict[str, Any]:
         "status": study.status,
         "n_trials": study.n_trials,
         "finished": finished,
-        "running": counts.get("RUNNING", 0),
-        "waiting": counts.get("WAITING", 0),
-        "complete": counts.get("COMPLETE", 0),
-        "pruned": counts.get("PRUNED", 0),
-        "failed": counts.get("FAIL", 0) - retries,
+        "running": counts["running"],
+        "waiting": counts["waiting"],
+        "complete": counts["complete"],
+        "pruned": counts["pruned"],
+        "failed": counts["fail"] - retries,
         "retried": retries,
         "best_trial": best["number"] if best else None,
         "best_value": best["value"] if best else None,

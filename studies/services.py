@@ -288,6 +288,8 @@ def study_mark_running(*, study: Study) -> Study:
         raise ValidationError(
             f"Study {study.name!r} is {study.get_status_display().lower()} and cannot run.", field="status"
         )
+    if study.status == Status.RUNNING and study.started_at and not study.status_reason:
+        return study  # already running: no write (workers call this for every trial)
     now = timezone.now()
     previous = study.status
     study.status = Status.RUNNING

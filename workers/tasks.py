@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing.util
 import os
 import socket
 import time
@@ -65,8 +66,23 @@ def _worker_pool() -> tuple[SlotPool, Slot]:
         _slot = claim_worker_slot()
         _pool = SlotPool([_slot], module=settings.HPO_TRIAL_MODULE)
         atexit.register(_pool.close)
+        # A qcluster worker is a multiprocessing child: it ends through os._exit, which runs
+        # multiprocessing's finalizers but not atexit.
+        multiprocessing.util.Finalize(None, _pool.close, exitpriority=10)
     assert _slot is not None
     return _pool, _slot
+
+
+def warm_worker() -> None:
+    """Claim this worker's slot and start its slot process without waiting for it (the
+    first trial waits, if it comes before the process is ready). Called when django-q2
+    spawns the worker process (``post_spawn``); a failure here is only logged, the first
+    task tries again."""
+    try:
+        pool, _slot = _worker_pool()
+        pool.warm()
+    except Exception:
+        logger.exception("Could not warm this worker's slot process; its first trial will start it.")
 
 
 def _worker_name() -> str:
@@ -245,9 +261,9 @@ def run_trial(ticket_id: int) -> str:
     finally:
         # (The trial's end already refreshed the snapshot; maybe_finish does on a status change.)
         TrialTicket.objects.filter(pk=ticket_id).delete()
-        maybe_finish(study)
-        # Dispatch the next trials now, in this worker, rather than through the broker: a
-        # round trip less between one trial's end and the next one's start.
+        # The tick ends the study if this was its last trial (maybe_finish), then dispatches
+        # the next trials now, in this worker, rather than through the broker: a round trip
+        # less between one trial's end and the next one's start.
         scheduler_tick()
     return f"trial {finished.number}: {finished.result.status}"
 

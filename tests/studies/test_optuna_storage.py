@@ -11,6 +11,8 @@ import optuna
 import pytest
 from django.db import connection, connections
 from django.db.models.functions import Now
+from django.test.utils import CaptureQueriesContext
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 
@@ -94,6 +96,49 @@ def test_cached_reads_see_trials_finished_by_another_storage_instance() -> None:
     assert [(t.number, t.state) for t in trials] == [(0, TrialState.COMPLETE), (1, TrialState.RUNNING)]
     assert trials[0].value == 1.5
     assert trials[1]._trial_id == created_later
+
+
+@pytest.mark.django_db
+def test_param_batch_writes_a_trials_params_in_one_transaction() -> None:
+    storage = DjangoStorage()
+    study = optuna.create_study(storage=storage, study_name="batched")
+    trial = study.ask()
+    with CaptureQueriesContext(connection) as queries:
+        with storage.param_batch(trial._trial_id):
+            x = trial.suggest_float("x", -10, 10)
+            layers = trial.suggest_int("layers", 1, 4)
+            optimizer = trial.suggest_categorical("optimizer", ["adam", "sgd"])
+            assert Trial.objects.get(pk=trial._trial_id).params == {}  # not written yet
+    writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert len(writes) == 1
+    assert DjangoStorage().get_trial(trial._trial_id).params == {"x": x, "layers": layers, "optimizer": optimizer}
+    assert storage.get_trial(trial._trial_id).distributions["layers"] == optuna.distributions.IntDistribution(1, 4)
+    study.tell(trial, 1.0)
+    # Other instances (processes) see the study's distributions and keep them consistent.
+    second = optuna.load_study(study_name="batched", storage=DjangoStorage())
+    later = second.ask()
+    with second._storage.param_batch(later._trial_id):
+        with pytest.raises(ValueError, match="different distribution"):  # raised at once, not at the write
+            later.suggest_int("x", 0, 3)
+        later.suggest_float("x", -10, 10)
+    assert set(Trial.objects.get(pk=later._trial_id).params) == {"x"}
+
+
+@pytest.mark.django_db
+def test_param_batch_refuses_a_finished_trial_and_still_writes_when_the_block_raises() -> None:
+    storage = DjangoStorage()
+    study = optuna.create_study(storage=storage)
+    done = study.ask()
+    study.tell(done, 0.0)
+    with pytest.raises(UpdateFinishedTrialError):
+        with storage.param_batch(done._trial_id):
+            pass
+    trial = study.ask()
+    with pytest.raises(RuntimeError):
+        with storage.param_batch(trial._trial_id):
+            trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+            raise RuntimeError("the objective broke")
+    assert set(Trial.objects.get(pk=trial._trial_id).params) == {"lr"}
 
 
 def _stale(trial_id: int, seconds: int = 120) -> None:

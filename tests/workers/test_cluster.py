@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from django_q.tasks import async_task
 
@@ -115,6 +116,33 @@ def test_a_study_spreads_over_the_workers_and_runs_exactly_its_budget(
     assert study.progress["finished"] == 6 and study.progress["running_trials"] == []
     assert study.progress["best_value"] == max(trials.values_list("value", flat=True))
     assert not study.tickets.exists()
+
+
+def slot_processes(cluster: Cluster) -> list[psutil.Process]:
+    assert cluster.process is not None
+    found = []
+    for child in psutil.Process(cluster.process.pid).children(recursive=True):
+        try:
+            if "fake_trial_process" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def test_each_worker_starts_its_slot_process_before_its_first_task_and_takes_it_down_on_stop(
+    cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster = cluster_factory(Q_WORKERS="2")
+    deadline = time.monotonic() + 60
+    while len(slot_processes(cluster)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    warm = slot_processes(cluster)
+    assert len(warm) == 2  # no task has run: django-q2's post_spawn started them
+
+    cluster.stop()
+    gone, alive = psutil.wait_procs(warm, timeout=5)
+    assert alive == []
 
 
 def test_cancel_stops_running_trials_within_two_seconds_and_keeps_completed_ones(

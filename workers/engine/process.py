@@ -60,6 +60,7 @@ class SlotProcess:
         )
         self._messages: queue.Queue[Message | None] = queue.Queue()
         self._ready = threading.Event()
+        self._warmed = False  # it has said ready once: its imports are done
         self._awaiting_result = False
         # TensorFlow is chatty on stderr; keep the tail to explain a crash.
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
@@ -82,6 +83,7 @@ class SlotProcess:
                 self.stderr_tail.append(f"bad protocol line ignored: {error}")
                 continue
             if isinstance(message, ProcessReady):
+                self._warmed = True
                 self._ready.set()
             else:
                 self._messages.put(message)
@@ -162,7 +164,11 @@ class SlotProcess:
         self.process.wait()
 
     def close(self, grace: float = 5.0) -> None:
-        """Close the pipe (the slot process exits) and make sure it is gone."""
+        """Close the pipe (the slot process exits) and make sure it is gone. One still
+        importing (warming up) reads no pipe yet and has no trial to lose: killed at once."""
+        if not self._warmed:
+            self.kill()
+            return
         if self.process.stdin is not None and not self.process.stdin.closed:
             try:
                 self.process.stdin.close()
