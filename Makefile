@@ -11,7 +11,7 @@ TEST_SQLITE_URL = sqlite:///var/test.sqlite3
 # Extra arguments for pytest, e.g. `make test-sqlite PYTEST_ARGS='-x tests/accounts'`.
 PYTEST_ARGS ?=
 
-.PHONY: run test test-postgres test-sqlite bench bench-overhead bench-quality bench-scaling bench-latency install clean distclean
+.PHONY: run test test-postgres test-sqlite fuzz bench bench-overhead bench-quality bench-scaling bench-latency install clean distclean
 
 $(PY):
 	python3 -m venv .venv
@@ -45,6 +45,10 @@ test-postgres: $(STAMP)
 
 test-sqlite: $(STAMP)
 	DATABASE_URL='$(TEST_SQLITE_URL)' $(PY) -m pytest $(PYTEST_ARGS)
+
+# Schemathesis against /api/schema/ as a logged-in member, on the real ASGI app (minutes).
+fuzz: $(STAMP)
+	$(PY) tests/fuzz_api.py
 
 bench: $(STAMP)
 	$(PY) bench/storage.py

@@ -119,3 +119,22 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_repr or 'system'} {self.action} {self.target_type} {self.target_repr}"
+
+
+class ApiToken(models.Model):
+    """A user's API token for scripts. The key is shown once, when made; only its SHA-256
+    is stored. ``prefix`` (the key's first characters) lets a user tell tokens apart."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="one_token_name_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

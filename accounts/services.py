@@ -11,19 +11,25 @@ Each service is keyword-only, runs in one transaction and records an audit entry
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import authenticate
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, models, transaction
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.errors import NotFound, PermissionDenied, ValidationError
-from accounts.models import AuditEntry, Invitation, Membership, Role, Workspace
+from accounts.authentication import hash_key
+from accounts.models import ApiToken, AuditEntry, Invitation, Membership, Role, Workspace
 
 ROLE_NAMES = ", ".join(role.value for role in Role)
 
@@ -296,3 +302,229 @@ def membership_remove(*, actor: AbstractBaseUser, membership: Membership) -> Non
         details={"user": membership.user.get_username(), "role": membership.role},
     )
     membership.delete()
+
+
+# --- API tokens ------------------------------------------------------------------------------
+
+MAX_TOKENS_PER_USER = 20
+
+
+@transaction.atomic
+def token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
+    """A new API token for ``user``; returns it with its key, which is stored hashed and so
+    can be shown only now."""
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise ValidationError("Give the token a name of 1 to 100 characters (to tell your tokens apart).", field="name")
+    if ApiToken.objects.filter(user=user, name=name).exists():
+        raise ValidationError(f"You already have a token named {name!r}; pick another name.", field="name")
+    if ApiToken.objects.filter(user=user).count() >= MAX_TOKENS_PER_USER:
+        raise ValidationError(
+            f"You have {MAX_TOKENS_PER_USER} tokens, the most allowed; revoke one first.", field="name"
+        )
+    key = "hpo_" + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(user=user, name=name, prefix=key[:12], key_hash=hash_key(key))
+    audit_record(actor=user, action="token.create", target=token, workspace=None, details={"name": name})
+    return token, key
+
+
+@transaction.atomic
+def token_revoke(*, user: AbstractBaseUser, token: ApiToken) -> None:
+    """Revoke one of the user's own tokens (another user's token is NotFound)."""
+    if token.user_id != user.pk:
+        raise NotFound("No such token of yours.")
+    audit_record(actor=user, action="token.revoke", target=token, workspace=None, details={"name": token.name})
+    token.delete()
+
+
+# --- Workspaces: settings and deletion ----------------------------------------------------------
+
+
+class _Unset:
+    """Marks a keyword the caller did not pass (``None`` is a value: "no limit")."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+def _validated_quotas(
+    max_concurrent_trials: int | None | _Unset, gpu_hours_per_month: float | None | _Unset
+) -> None:
+    if not isinstance(max_concurrent_trials, _Unset) and max_concurrent_trials is not None:
+        if isinstance(max_concurrent_trials, bool) or not isinstance(max_concurrent_trials, int) or max_concurrent_trials < 1:
+            raise ValidationError(
+                "Trials running at once must be a whole number of at least 1, or null for no limit.",
+                field="max_concurrent_trials",
+            )
+    if not isinstance(gpu_hours_per_month, _Unset) and gpu_hours_per_month is not None:
+        if (
+            isinstance(gpu_hours_per_month, bool)
+            or not isinstance(gpu_hours_per_month, (int, float))
+            or not math.isfinite(gpu_hours_per_month)
+            or gpu_hours_per_month <= 0
+        ):
+            raise ValidationError(
+                "GPU hours per month must be a number above 0, or null for no limit.",
+                field="gpu_hours_per_month",
+            )
+
+
+def _lock_workspace(workspace: Workspace) -> Workspace:
+    locked = Workspace.objects.select_for_update().filter(pk=workspace.pk).first()
+    if locked is None:
+        raise NotFound("This workspace no longer exists.")
+    return locked
+
+
+@transaction.atomic
+def workspace_update(
+    *,
+    actor: AbstractBaseUser,
+    workspace: Workspace,
+    name: str | _Unset = UNSET,
+    max_concurrent_trials: int | None | _Unset = UNSET,
+    gpu_hours_per_month: float | None | _Unset = UNSET,
+) -> Workspace:
+    """Rename a workspace or change its quotas (admins and owners). Only the keywords passed
+    change; ``None`` for a quota means no limit. The workspace row is locked for the change,
+    and the audit entry records each field's old and new value."""
+    workspace = _lock_workspace(workspace)
+    require_role(user=actor, workspace=workspace, at_least=Role.ADMIN)
+    changes: dict[str, Any] = {}
+    if not isinstance(name, _Unset):
+        name = (name or "").strip()
+        if not name or len(name) > 100:
+            raise ValidationError("A workspace name has 1 to 100 characters.", field="name")
+        changes["name"] = name
+    _validated_quotas(max_concurrent_trials, gpu_hours_per_month)
+    if not isinstance(max_concurrent_trials, _Unset):
+        changes["max_concurrent_trials"] = max_concurrent_trials
+    if not isinstance(gpu_hours_per_month, _Unset):
+        changes["gpu_hours_per_month"] = None if gpu_hours_per_month is None else float(gpu_hours_per_month)
+    changed = {
+        field: {"from": getattr(workspace, field), "to": value}
+        for field, value in changes.items()
+        if getattr(workspace, field) != value
+    }
+    if not changed:
+        return workspace
+    for field, change in changed.items():
+        setattr(workspace, field, change["to"])
+    workspace.save(update_fields=list(changed))
+    audit_record(actor=actor, action="workspace.update", target=workspace, workspace=workspace, details=changed)
+    return workspace
+
+
+@transaction.atomic
+def workspace_delete(*, actor: AbstractBaseUser, workspace: Workspace) -> None:
+    """Delete a workspace with everything in it (owners only). A personal workspace is
+    refused: it belongs to its user's account. The audit entry outlives the workspace (its
+    ``workspace`` becomes null; the slug stays in ``details``)."""
+    workspace = _lock_workspace(workspace)
+    require_role(user=actor, workspace=workspace, at_least=Role.OWNER)
+    if workspace.personal:
+        raise ValidationError(
+            f"{workspace.name!r} is a personal workspace and cannot be deleted; "
+            "only workspaces made for a team can.",
+            field="personal",
+        )
+    audit_record(
+        actor=actor,
+        action="workspace.delete",
+        target=workspace,
+        workspace=None,
+        details={"slug": workspace.slug, "name": workspace.name},
+    )
+    workspace.delete()
+
+
+@transaction.atomic
+def invitation_revoke(*, actor: AbstractBaseUser, invitation: Invitation) -> None:
+    """Withdraw a pending invitation (admins; an owner invitation only by an owner). An
+    accepted one is history: remove the member instead."""
+    invitation = Invitation.objects.select_for_update().select_related("workspace").filter(pk=invitation.pk).first()
+    if invitation is None:
+        raise NotFound("This invitation no longer exists.")
+    _require_can_manage(actor=actor, workspace=invitation.workspace, role=Role(invitation.role))
+    if invitation.accepted_at is not None:
+        raise ValidationError(
+            "This invitation was already accepted; remove the member instead.", field="invitation"
+        )
+    audit_record(
+        actor=actor,
+        action="membership.revoke_invitation",
+        target=invitation,
+        workspace=invitation.workspace,
+        details={"email": invitation.email, "role": invitation.role},
+    )
+    invitation.delete()
+
+
+# --- Login and lockout --------------------------------------------------------------------------
+
+
+class LoginLockedOut(PermissionDenied):
+    """Too many failed logins for one user name: refused until ``until`` (the API answers 429)."""
+
+    def __init__(self, message: str, *, until: datetime) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+def _failures_key(username: str) -> str:
+    return f"login-failures:{username.strip().lower()}"
+
+
+def _locked_key(username: str) -> str:
+    return f"login-locked:{username.strip().lower()}"
+
+
+def _locked_message(username: str, until: datetime) -> str:
+    return (
+        f"Too many failed logins for {username!r}: logins for this name are refused until "
+        f"{until.isoformat(timespec='seconds')}."
+    )
+
+
+def login_authenticate(*, request: HttpRequest | None, username: str, password: str) -> Any:
+    """The active user with these credentials, or an error: ``LoginLockedOut`` while the
+    name is locked (even with the right password), else ``ValidationError``.
+
+    Failures are counted per lowercased user name in the Django cache (shared through Redis
+    when there is one), so a lockout holds across processes; ``HPO_LOGIN_LOCKOUT_FAILURES``
+    of them within ``HPO_LOGIN_LOCKOUT_SECONDS`` lock the name for that long. A success
+    clears the count. Not atomic across processes: two racing failures may both count,
+    never neither."""
+    locked_until = cache.get(_locked_key(username))
+    if locked_until is not None and locked_until > timezone.now():
+        raise LoginLockedOut(_locked_message(username, locked_until), until=locked_until)
+    user = authenticate(request, username=username, password=password)
+    if user is not None:
+        cache.delete(_failures_key(username))
+        return user
+    until = _login_record_failure(username)
+    message = "Wrong user name or password."
+    if until is not None:
+        message += " " + _locked_message(username, until)
+    raise ValidationError(message, field="non_field_errors")
+
+
+def _login_record_failure(username: str) -> datetime | None:
+    """Count one failure; the time the name is locked until when this one locks it."""
+    seconds = settings.HPO_LOGIN_LOCKOUT_SECONDS
+    key = _failures_key(username)
+    cache.add(key, 0, timeout=seconds)
+    try:
+        failures = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=seconds)
+        failures = 1
+    if failures < settings.HPO_LOGIN_LOCKOUT_FAILURES:
+        return None
+    until = timezone.now() + timedelta(seconds=seconds)
+    cache.set(_locked_key(username), until, timeout=seconds)
+    cache.delete(key)
+    return until

@@ -13,6 +13,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from accounts.ws_auth import TokenAuthMiddleware  # noqa: E402
 from studies.consumers import StudyConsumer  # noqa: E402
 
 # Plain daphne serves no static files: in development (the embedded default) Django serves
@@ -23,7 +24,10 @@ application = ProtocolTypeRouter(
     {
         "http": http_app,
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter([path("ws/studies/<int:study_id>/", StudyConsumer.as_asgi())]))
+            # The session's user first; an API token, when one is sent, replaces it.
+            AuthMiddlewareStack(
+                TokenAuthMiddleware(URLRouter([path("ws/studies/<int:study_id>/", StudyConsumer.as_asgi())]))
+            )
         ),
     }
 )

@@ -50,6 +50,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from here: the docs work offline
     "channels",
     "django_q",
     "accounts",
@@ -60,6 +62,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "hpo_platform.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -194,9 +197,59 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
+# --- REST API (/api/v1/) --------------------------------------------------------------------
 REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "hpo_platform.api_errors.exception_handler",
+    # Token first: its authenticate_header makes a missing or bad credential a 401 (with
+    # the session first DRF answers 403).
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "accounts.api_common.Pagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
+    # JSON bodies only (others get a 415 naming the type); the upload view takes multipart.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Login and token endpoints are throttled (per client address); see accounts.api.
+    "DEFAULT_THROTTLE_RATES": {
+        "login": env_str("HPO_LOGIN_RATE", "10/min"),
+        "token": env_str("HPO_TOKEN_RATE", "30/min"),
+    },
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "HPO platform API",
+    "DESCRIPTION": (
+        "Workspaces, data sets, studies, trials, progress, logs, artifacts and plots. "
+        "Authenticate with a session (the portal) or an API token: `Authorization: Token <key>`."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "hpo_platform.api_schema.add_error_responses",
+    ],
+}
+# Bodies above this are refused (413/400) before they are parsed; uploads have their own cap.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("HPO_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+HPO_UPLOAD_MAX_BYTES = env_int("HPO_UPLOAD_MAX_BYTES", 200 * 1024 * 1024, minimum=1024)
+# Failed logins for one user name before it is locked out, and for how long (per client
+# address, the login throttle applies).
+HPO_LOGIN_LOCKOUT_FAILURES = env_int("HPO_LOGIN_LOCKOUT_FAILURES", 5, minimum=1)
+HPO_LOGIN_LOCKOUT_SECONDS = env_int("HPO_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+
+# Throttle counters: shared through Redis when there is one, else per process.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "hpo"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Optuna storage ---------------------------------------------------------------------------
 # Heartbeats of running trials; a trial silent for the grace period is failed and retried.

@@ -1,6 +1,8 @@
-"""URL routes: the admin and a landing page now; the API and the portal join in later issues."""
+"""URL routes: the admin, the REST API (/api/v1/, schema and docs), /healthz, and a landing
+page; the portal joins in a later issue."""
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from hpo_platform import views
 
@@ -10,4 +12,8 @@ admin.site.site_title = "HPO platform"
 urlpatterns = [
     path("", views.home, name="home"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("hpo_platform.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("healthz", views.healthz, name="healthz"),
 ]

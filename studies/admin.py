@@ -6,7 +6,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from accounts.errors import ApplicationError
-from studies.models import Study, StudyLogEntry
+from studies.models import DatasetUpload, Study, StudyLogEntry
 from studies.services import study_cancel
 
 
@@ -93,4 +93,24 @@ class StudyLogEntryAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(DatasetUpload)
+class DatasetUploadAdmin(admin.ModelAdmin):
+    """Read-only: uploads are made and deleted through ``studies.uploads`` (validation, and
+    no deleting one that a running study trains on)."""
+
+    list_display = ("name", "workspace", "kind", "size_bytes", "created_by", "created_at")
+    list_filter = ("kind", "workspace")
+    search_fields = ("name", "original_filename", "workspace__name")
+    readonly_fields = ("workspace", "name", "kind", "file", "size_bytes", "original_filename", "summary", "created_by", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

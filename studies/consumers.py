@@ -1,12 +1,14 @@
 """The study websocket: ``/ws/studies/<id>/``.
 
-No business logic: authenticate (session), check workspace access (another workspace's
-study is refused as not found), join the study's group, send the current snapshot first,
-then forward each event as it comes. Without a channel layer that crosses processes (the
-embedded default's in-memory layer) it polls the stored snapshot instead and sends it when
-it changes, at most ``POLL_SECONDS`` late.
+No business logic: authenticate (the session, or an API token: ``accounts.ws_auth``),
+check workspace access (another workspace's study is refused as not found), join the
+study's group, send the current snapshot first, then forward each event as it comes.
+Without a channel layer that crosses processes (the embedded default's in-memory layer) it
+polls the stored snapshot instead and sends it when it changes, at most ``POLL_SECONDS``
+late.
 
-Close codes: 4401 not signed in, 4404 no such study in a workspace of yours.
+Close codes: 4401 not signed in (or an unknown or revoked token), 4404 no such study in a
+workspace of yours.
 """
 from __future__ import annotations
 

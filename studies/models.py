@@ -196,3 +196,44 @@ class StudyLogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"[{self.level}] {self.message[:80]}"
+
+
+def upload_file_path(upload: "DatasetUpload", filename: str) -> str:
+    """Where an upload's file lives under MEDIA_ROOT: never the client's file name, which
+    could hold path tricks; only its extension survives."""
+    import uuid
+    from pathlib import PurePath
+
+    return f"uploads/{upload.workspace_id}/{uuid.uuid4().hex}{PurePath(filename).suffix.lower()}"
+
+
+class DatasetUpload(models.Model):
+    """A workspace's own data set: a validated .npz of images (arrays x, y) or a .csv of
+    texts (columns text,label). Studies use it with dataset "upload"; the file's server
+    path goes into their dataset_options and is never shown to clients."""
+
+    workspace = models.ForeignKey("accounts.Workspace", on_delete=models.CASCADE, related_name="uploads")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=8, choices=TaskKind.choices)
+    file = models.FileField(upload_to=upload_file_path, max_length=500)
+    size_bytes = models.BigIntegerField()
+    original_filename = models.CharField(max_length=255, blank=True)
+    summary = models.JSONField(
+        default=dict, blank=True, help_text="From validation: samples, classes, class_names, shape."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "name"], name="upload_name_unique_in_workspace"),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=[k.value for k in TaskKind]), name="upload_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

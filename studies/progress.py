@@ -12,7 +12,7 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Q,
 from django.utils import timezone
 
 from studies.models import Study
-from trials.models import Trial
+from trials.models import Trial, best_first
 
 SNAPSHOT_VERSION = 1
 MIN_INTERVAL = timedelta(seconds=0.3)
@@ -40,7 +40,7 @@ def compute_progress(study: Study) -> dict[str, Any]:
     finished = counts["complete"] + counts["pruned"] + counts["fail"] - retries
     best = (
         trials.filter(state="COMPLETE", value__isnull=False)
-        .order_by("-value", "number")
+        .order_by(*best_first(study.directions))
         .values("number", "value", "accuracy", "health_score", "total_score")
         .first()
     )

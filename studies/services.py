@@ -19,7 +19,8 @@ from accounts.services import audit_record, require_role
 from studies.events import publish
 from studies.models import Executor, LogLevel, Mode, Pruner, Status, Study, StudyLogEntry
 from studies.progress import refresh_progress
-from workers.engine.catalog import DATASETS
+from studies.uploads import study_upload_options
+from workers.engine.catalog import DATASETS, UPLOAD
 from workers.engine.scoring import normalize_weights
 from workers.engine.search_space import SearchSpaceError, validate_overrides
 
@@ -50,13 +51,14 @@ def _bounded(value: Any, field: str) -> int:
     return value
 
 
-def _validate_fields(fields: dict[str, Any]) -> dict[str, Any]:
+def _validate_fields(fields: dict[str, Any], *, upload_kind: str | None = None) -> dict[str, Any]:
     name = str(fields["name"]).strip()
     if not name or len(name) > 200:
         raise ValidationError("A study needs a name of 1 to 200 characters.", field="name")
-    if fields["dataset"] not in DATASETS:
+    if fields["dataset"] not in DATASETS and not (fields["dataset"] == UPLOAD and upload_kind):
         raise ValidationError(
-            f"Unknown data set {fields['dataset']!r}; choose one of {', '.join(DATASETS)}.",
+            f"Unknown data set {fields['dataset']!r}; choose one of {', '.join(DATASETS)}, "
+            f"or {UPLOAD} (with upload_id).",
             field="dataset",
         )
     fraction = fields["sample_fraction"]
@@ -86,7 +88,7 @@ def _validate_fields(fields: dict[str, Any]) -> dict[str, Any]:
     _choice(fields["mode"], Mode, "mode")
     _choice(fields["executor"], Executor, "executor")
     _choice(fields["pruner"], Pruner, "pruner")
-    kind = DATASETS[fields["dataset"]].kind
+    kind = upload_kind or DATASETS[fields["dataset"]].kind
     try:
         search_space = validate_overrides(kind, fields["search_space"], max_epochs=fields["max_epochs"])
     except SearchSpaceError as error:
@@ -125,10 +127,16 @@ def study_create(
     dataset_options: dict[str, Any] | None = None,
     health_weights: dict[str, float] | None = None,
     directions: list[str] | None = None,
+    upload_id: int | None = None,
 ) -> Study:
     """Create a draft study in ``workspace``; members and above may. The task kind (CNN for
-    images, LSTM for text) follows from the data set."""
+    images, LSTM for text) follows from the data set. With ``dataset="upload"``,
+    ``upload_id`` names one of the workspace's uploads and the server sets
+    ``dataset_options["path"]`` (a client-given path is refused)."""
     require_role(user=user, workspace=workspace, at_least=Role.MEMBER)
+    upload_kind, dataset_options = study_upload_options(
+        workspace=workspace, dataset=dataset, upload_id=upload_id, dataset_options=dataset_options
+    )
     fields = _validate_fields(
         {
             "name": name,
@@ -147,7 +155,8 @@ def study_create(
             "dataset_options": {} if dataset_options is None else dataset_options,
             "health_weights": {} if health_weights is None else health_weights,
             "directions": ["maximize"] if directions is None else directions,
-        }
+        },
+        upload_kind=upload_kind,
     )
     duplicate = ValidationError(
         f"A study named {fields['name']!r} already exists in {workspace.name!r}; choose another name.",
@@ -160,7 +169,7 @@ def study_create(
             study = Study.objects.create(
                 workspace=workspace,
                 optuna_name=f"{workspace.slug}/{fields['name']}",
-                task_kind=DATASETS[fields["dataset"]].kind,
+                task_kind=upload_kind or DATASETS[fields["dataset"]].kind,
                 created_by=user,
                 **fields,
             )
@@ -324,3 +333,225 @@ def study_finish(*, study: Study, status: str, reason: str = "") -> Study:
     )
     _status_changed(study)
     return study
+
+
+# --- Changing, deleting, resuming and cloning studies (the REST API's writes) -------------
+# Imports kept here, with the services that use them, so this section stays self-contained.
+import copy  # noqa: E402
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from django.conf import settings  # noqa: E402
+
+from accounts.errors import PermissionDenied  # noqa: E402
+from studies.models import ACTIVE_STATUSES  # noqa: E402
+
+# The settings a user chooses: ``study_create``'s keywords, what PATCH may change and what
+# a clone copies.
+STUDY_FIELDS = (
+    "name",
+    "dataset",
+    "mode",
+    "n_trials",
+    "max_epochs",
+    "sample_fraction",
+    "seed",
+    "concurrency",
+    "executor",
+    "pruner",
+    "priority",
+    "retry_limit",
+    "search_space",
+    "dataset_options",
+    "health_weights",
+    "directions",
+)
+RESUMABLE_STATUSES = (Status.CANCELLED, Status.FAILED, Status.COMPLETED)
+
+
+def _lock_platform_study(study: Study) -> Study:
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.workspace is None:
+        raise ValidationError("Studies made through Optuna directly are not run by the platform.")
+    return study
+
+
+def _trials_counted(study: Study) -> int:
+    """Trials that count against the budget: a failed trial that was retried does not (its
+    retry does). The same rule as ``workers.tasks.trials_to_run``."""
+    from trials.models import Trial
+
+    trials = Trial.objects.filter(study=study)
+    return trials.count() - trials.filter(system_attrs_json__contains='"failed_trial"').count()
+
+
+# Data set options the server sets (an upload's or GTSRB's path, the upload's id), never a client.
+SERVER_OPTION_KEYS = ("path", "upload_id")
+
+
+def _options_for_update(study: Study, dataset: str, options: Any, upload_id: int | None) -> Any:
+    """The data set options a change leaves: the server's keys carry over while the data set
+    and upload stay the same, and go when either changes (``study_upload_options`` then sets
+    a new upload's)."""
+    if not isinstance(options, dict):
+        return options  # _validate_fields names the problem
+    own = {key: value for key, value in options.items() if key not in SERVER_OPTION_KEYS}
+    if dataset != study.dataset or upload_id is not None:
+        return own
+    kept = {key: value for key, value in (study.dataset_options or {}).items() if key in SERVER_OPTION_KEYS}
+    return {**own, **kept}
+
+
+@transaction.atomic
+def study_update(
+    *, user: AbstractBaseUser, study: Study, changes: dict[str, Any], upload_id: int | None = None
+) -> Study:
+    """Change a draft study's settings (members and above), validated as ``study_create``
+    validates them; ``upload_id`` picks another upload (with ``dataset="upload"``). Once
+    started a study's settings are fixed: clone it to change them."""
+    study = _lock_platform_study(study)
+    require_role(user=user, workspace=study.workspace, at_least=Role.MEMBER)
+    for field in changes:
+        if field not in STUDY_FIELDS:
+            raise ValidationError(f"{field} cannot be changed; allowed: {', '.join(STUDY_FIELDS)}.", field=field)
+    if study.status != Status.DRAFT:
+        raise ValidationError(
+            f"Study {study.name!r} is {study.get_status_display().lower()}; only a draft can be "
+            "changed (clone it to run it with other settings).",
+            field="status",
+        )
+    current = {field: getattr(study, field) for field in STUDY_FIELDS}
+    merged = {**current, **changes}
+    options = _options_for_update(study, merged["dataset"], merged["dataset_options"], upload_id)
+    upload_kind, merged["dataset_options"] = study_upload_options(
+        workspace=study.workspace, dataset=merged["dataset"], upload_id=upload_id, dataset_options=options
+    )
+    fields = _validate_fields(merged, upload_kind=upload_kind)
+    duplicate = ValidationError(
+        f"A study named {fields['name']!r} already exists in {study.workspace.name!r}; choose another name.",
+        field="name",
+    )
+    if Study.objects.filter(workspace=study.workspace, name=fields["name"]).exclude(pk=study.pk).exists():
+        raise duplicate
+    for field, value in fields.items():
+        setattr(study, field, value)
+    study.task_kind = upload_kind or DATASETS[study.dataset].kind
+    study.optuna_name = f"{study.workspace.slug}/{study.name}"
+    try:
+        with transaction.atomic():
+            study.save()
+    except IntegrityError:  # a concurrent create or rename to the same name won
+        raise duplicate from None
+    changed = sorted(field for field in STUDY_FIELDS if current[field] != fields[field])
+    audit_record(actor=user, action="study.update", target=study, workspace=study.workspace, details={"fields": changed})
+    return study
+
+
+@transaction.atomic
+def study_delete(*, user: AbstractBaseUser, study: Study) -> None:
+    """Delete a study with its trials, log and model files: admins, or the member who made
+    it; not while it is queued or running. The files go once the deletion has committed."""
+    study = _lock_platform_study(study)
+    role = require_role(user=user, workspace=study.workspace, at_least=Role.MEMBER)
+    if not role.at_least(Role.ADMIN) and study.created_by_id != user.pk:
+        raise PermissionDenied(
+            f"Only admins of {study.workspace.name!r} or the member who created study {study.name!r} may delete it."
+        )
+    if study.status in ACTIVE_STATUSES:
+        raise ValidationError(
+            f"Study {study.name!r} is {study.get_status_display().lower()}; cancel it and wait until it "
+            "has stopped before deleting it.",
+            field="status",
+        )
+    folder = Path(settings.MEDIA_ROOT) / "studies" / str(study.pk)
+    audit_record(
+        actor=user,
+        action="study.delete",
+        target=study,
+        workspace=study.workspace,
+        details={"status": study.status, "trials": study.trials.count()},
+    )
+    study.delete()
+    transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+@transaction.atomic
+def study_resume(*, user: AbstractBaseUser, study: Study, n_trials: int | None = None) -> Study:
+    """Queue a cancelled or failed study again to run the rest of its budget (members and
+    above); ``n_trials`` may raise the budget. A completed study resumes only with a larger
+    ``n_trials``. Trials already run are kept and count against the budget."""
+    study = _lock_platform_study(study)
+    require_role(user=user, workspace=study.workspace, at_least=Role.MEMBER)
+    if study.status not in RESUMABLE_STATUSES:
+        raise ValidationError(
+            f"Study {study.name!r} is {study.get_status_display().lower()}; only a cancelled, failed "
+            "or completed study can be resumed.",
+            field="status",
+        )
+    if n_trials is not None:
+        _bounded(n_trials, "n_trials")
+        if n_trials < study.n_trials:
+            raise ValidationError(
+                f"n_trials can only grow when resuming: it is {study.n_trials}; got {n_trials}.", field="n_trials"
+            )
+    budget = study.n_trials if n_trials is None else n_trials
+    counted = _trials_counted(study)
+    if study.status == Status.COMPLETED and budget <= study.n_trials:
+        raise ValidationError(
+            f"Study {study.name!r} completed its {study.n_trials} trials; resume it with a larger n_trials.",
+            field="n_trials",
+        )
+    if budget <= counted:
+        raise ValidationError(
+            f"Study {study.name!r} has run {counted} of its {budget} trials; resume it with a larger n_trials.",
+            field="n_trials",
+        )
+    previous = study.status
+    study.n_trials = budget
+    study.status = Status.QUEUED
+    study.status_reason = ""
+    study.final_status = ""
+    study.queued_at = timezone.now()
+    study.finished_at = None
+    study.save(
+        update_fields=["n_trials", "status", "status_reason", "final_status", "queued_at", "finished_at", "updated_at"]
+    )
+    audit_record(
+        actor=user,
+        action="study.resume",
+        target=study,
+        workspace=study.workspace,
+        details={"from": previous, "n_trials": budget},
+    )
+    study_log(study=study, message=f"Resumed by {user.get_username()}: {budget - counted} more trials to run.")
+    _status_changed(study)
+    _tick_after_commit()
+    return study
+
+
+def _copy_name(study: Study) -> str:
+    """``"<name> (copy)"``, or ``"(copy 2)"``, ``"(copy 3)"``... when taken; cut to fit 200."""
+    taken = set(Study.objects.filter(workspace=study.workspace).values_list("name", flat=True))
+    n = 1
+    while True:
+        suffix = " (copy)" if n == 1 else f" (copy {n})"
+        name = study.name[: 200 - len(suffix)] + suffix
+        if name not in taken:
+            return name
+        n += 1
+
+
+@transaction.atomic
+def study_clone(*, user: AbstractBaseUser, study: Study, name: str | None = None) -> Study:
+    """A new draft in the same workspace with the same settings (members and above), named
+    ``name`` or ``"<name> (copy)"`` made unique. Trials, log and status are not copied."""
+    if study.workspace is None:
+        raise ValidationError("Studies made through Optuna directly are not run by the platform.")
+    require_role(user=user, workspace=study.workspace, at_least=Role.MEMBER)
+    settings_copy = {field: copy.deepcopy(getattr(study, field)) for field in STUDY_FIELDS}
+    settings_copy["name"] = _copy_name(study) if name is None else name
+    clone = study_create(user=user, workspace=study.workspace, **settings_copy)
+    audit_record(
+        actor=user, action="study.clone", target=clone, workspace=study.workspace, details={"from": study.pk}
+    )
+    return clone

@@ -6,6 +6,7 @@ only to a workspace of their own.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -74,3 +75,28 @@ def database_url_for_subprocess() -> str:
     password = f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
     credentials = f"{user}{password}@" if user else ""
     return f"postgres://{credentials}{database['HOST']}:{database['PORT']}/{database['NAME']}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    # Throttle and lockout counters live in the cache: each test starts from none.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def api_client() -> Callable[[Any], Any]:
+    """``api_client(user)``: a DRF test client logged in as ``user`` through a real session
+    (``None``: anonymous). Token-authenticated clients are made in the token tests."""
+    from rest_framework.test import APIClient
+
+    def make(user: Any) -> APIClient:
+        client = APIClient(HTTP_HOST="localhost")
+        if user is not None:
+            client.force_login(user)
+        return client
+
+    return make

@@ -26,6 +26,14 @@ class TrialState(models.TextChoices):
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
+def best_first(directions: list[str] | None) -> tuple[str, str]:
+    """How to order a study's trials best first: by its first objective's direction
+    (maximize unless it says minimize), ties to the earlier trial. One rule for the best
+    model kept, the progress snapshot and the API."""
+    first = directions[0] if directions else "maximize"
+    return ("value" if first == "minimize" else "-value", "number")
+
+
 class Trial(models.Model):
     study = models.ForeignKey("studies.Study", on_delete=models.CASCADE, related_name="trials")
     number = models.PositiveIntegerField()

@@ -301,12 +301,16 @@ def _after_trial(study: Study, finished: FinishedTrial) -> None:
 
 
 def _fail_study_after_repeated_failures(study: Study) -> None:
-    """After ``HPO_MAX_CONSECUTIVE_FAILURES`` failed trials in a row, stop the study: its
-    running trials are stopped like a cancel, and it ends failed, with the reason."""
+    """After ``HPO_MAX_CONSECUTIVE_FAILURES`` failed trials in a row (since the study was
+    last queued), stop the study: its running trials are stopped like a cancel, and it ends
+    failed, with the reason."""
     limit = settings.HPO_MAX_CONSECUTIVE_FAILURES
+    ended = Trial.objects.filter(study=study, datetime_complete__isnull=False)
+    if study.queued_at is not None:
+        # Since the study was (re)queued: a resumed study starts a fresh count.
+        ended = ended.filter(datetime_complete__gte=study.queued_at)
     last = list(
-        Trial.objects.filter(study=study, datetime_complete__isnull=False)
-        .order_by("-datetime_complete", "-number")
+        ended.order_by("-datetime_complete", "-number")
         .values_list("outcome", "error_message")[:limit]
     )
     if len(last) < limit or any(outcome != "failed" for outcome, _ in last):

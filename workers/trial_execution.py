@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 from studies.models import LogLevel, Pruner, Study
 from studies.progress import refresh_progress
 from studies.services import study_log
-from trials.models import Trial, TrialEpoch
+from trials.models import Trial, TrialEpoch, best_first
 from workers.engine.devices import Slot
 from workers.engine.messages import EpochEnd, Message, Progress, Started, TrialResult, TrialSpec
 from workers.engine.process import SlotPool, SlotProcess, TrialProcessDied
@@ -266,7 +266,11 @@ def keep_only_best_model(study: Study) -> None:
     ``HPO_KEEP_ALL_MODELS``). Reads the database, so any number of workers may call it."""
     if settings.HPO_KEEP_ALL_MODELS:
         return
-    best = Trial.objects.filter(study=study, state=TrialState.COMPLETE.name, value__isnull=False).order_by("-value", "number").first()
+    best = (
+        Trial.objects.filter(study=study, state=TrialState.COMPLETE.name, value__isnull=False)
+        .order_by(*best_first(study.directions))
+        .first()
+    )
     others = Trial.objects.filter(study=study, artifacts__has_key="model")
     if best is not None:
         others = others.exclude(pk=best.pk)

@@ -100,3 +100,28 @@ def test_a_spent_gpu_budget_stops_dispatching_with_the_reason(workspace: Any, me
     assert study.log_entries.filter(message__contains="Not dispatching").count() == 1
     tasks.scheduler_tick()  # said once, not at every tick
     assert study.log_entries.filter(message__contains="Not dispatching").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_resumed_study_counts_failures_in_a_row_from_its_resume(workspace: Any, member: Any, settings: Any) -> None:
+    from trials.models import Trial
+
+    settings.HPO_MAX_CONSECUTIVE_FAILURES = 2
+    study = queued(workspace, member, "flaky", n_trials=10)
+    Study.objects.filter(pk=study.pk).update(status=Status.RUNNING)
+    before = timezone.now() - timedelta(minutes=5)
+    for number in range(2):  # the failures that stopped it before the resume
+        Trial.objects.create(study=study, number=number, state="FAIL", outcome="failed", error_message="boom",
+                             datetime_start=before, datetime_complete=before)
+    resumed = Study.objects.get(pk=study.pk)  # queued_at (now) is after those failures
+    Trial.objects.create(study=study, number=2, state="FAIL", outcome="failed", error_message="once more",
+                         datetime_start=timezone.now(), datetime_complete=timezone.now())
+    tasks._fail_study_after_repeated_failures(resumed)
+    assert Study.objects.get(pk=study.pk).status == Status.RUNNING  # one failure since the resume
+
+    Trial.objects.create(study=study, number=3, state="FAIL", outcome="failed", error_message="and again",
+                         datetime_start=timezone.now(), datetime_complete=timezone.now())
+    tasks._fail_study_after_repeated_failures(resumed)
+    stopped = Study.objects.get(pk=study.pk)
+    assert stopped.status == Status.CANCELLING and stopped.final_status == Status.FAILED
+    assert "and again" in stopped.status_reason
