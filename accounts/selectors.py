@@ -80,3 +80,19 @@ def token_get(*, user: AbstractBaseUser, token_id: int) -> ApiToken:
     if token is None:
         raise NotFound(f"No token {token_id} of yours.")
     return token
+
+
+def invitation_get_pending(*, token: str) -> Invitation | None:
+    """The unused, unexpired invitation with this token, if any. The token is the
+    credential (there is no user to scope by yet): only its hash is compared."""
+    import hashlib
+
+    from django.utils import timezone
+
+    if not token or len(token) > 200:
+        return None
+    return (
+        Invitation.objects.select_related("workspace")
+        .filter(token_hash=hashlib.sha256(token.encode()).hexdigest(), accepted_at__isnull=True, expires_at__gt=timezone.now())
+        .first()
+    )

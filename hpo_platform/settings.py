@@ -85,6 +85,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accounts.portal.portal_context",
             ],
         },
     },
@@ -106,17 +107,24 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, channel layer, task queue ----------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")
+
+
+def redis_channel_layer(url: str) -> dict[str, object]:
+    """channels-redis on ``url``. Its receive blocks in Redis for 5 s at a time, and
+    redis-py 8 gives up reading a socket after 5 s by default: every idle websocket then
+    died with "Timeout reading from ...". A longer read timeout keeps them open."""
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [{"address": url, "socket_timeout": 30, "socket_connect_timeout": 5}]},
+    }
+
+
 if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(
         f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://."
     )
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
-        }
-    }
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 else:
     # In-process only: the embedded default has no layer across processes, and the
     # websocket consumer falls back to the stored progress snapshot.
@@ -158,7 +166,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/studies/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+# Anyone may make an account at /accounts/signup/ when on; otherwise admins make users (or
+# invite them: an invitation link lets its holder sign up).
+HPO_SIGNUP_OPEN = env_bool("HPO_SIGNUP_OPEN", False)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -1,5 +1,4 @@
-"""The landing page and ``/healthz``. The portal itself (study pages, 3D viewer) is not
-built yet and the landing page says so."""
+"""The landing page (signed-in users go to their studies) and ``/healthz``."""
 from __future__ import annotations
 
 import time
@@ -11,10 +10,12 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
 
 def home(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("studies:list")
     return render(request, "home.html")
 
 

@@ -39,7 +39,7 @@ def test_second_run_prints_the_same_login_and_creates_nothing(db: None, var_dir:
     second = bootstrap()
 
     assert printed_password(first) == printed_password(second)
-    assert "http://127.0.0.1:8000/admin/" in second
+    assert "http://127.0.0.1:8000/" in second
     assert "username: demo" in second
     assert User.objects.filter(username="demo").count() == 1
     assert Workspace.objects.filter(slug="demo").count() == 1

@@ -1,11 +1,20 @@
-"""The landing page says plainly what exists today."""
+"""The landing page: a way in for visitors; signed-in users go straight to their studies."""
 from __future__ import annotations
+
+from typing import Any
 
 from django.test import Client
 
 
-def test_home_page_points_to_the_admin_and_says_the_portal_is_not_built(db: None) -> None:
-    response = Client().get("/")
+def test_the_landing_page_links_to_login_the_api_docs_and_the_admin(db: None) -> None:
+    response = Client(HTTP_HOST="localhost").get("/")
     assert response.status_code == 200
-    assert b'href="/admin/"' in response.content
-    assert b"not built yet" in response.content
+    for link in (b'href="/accounts/login/"', b'href="/api/docs/"', b'href="/admin/"'):
+        assert link in response.content
+
+
+def test_signed_in_users_land_on_their_studies(member: Any) -> None:
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(member)
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"] == "/studies/"

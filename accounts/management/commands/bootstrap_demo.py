@@ -27,7 +27,7 @@ from accounts.services import workspace_create
 
 USERNAME = "demo"
 WORKSPACE_SLUG = "demo"
-LOGIN_URL = "http://127.0.0.1:8000/admin/"
+LOGIN_URL = "http://127.0.0.1:8000/"
 LOGIN_FILE_NAME = "demo-login.txt"
 
 
