@@ -11,7 +11,7 @@ TEST_SQLITE_URL = sqlite:///var/test.sqlite3
 # Extra arguments for pytest, e.g. `make test-sqlite PYTEST_ARGS='-x tests/accounts'`.
 PYTEST_ARGS ?=
 
-.PHONY: run test test-postgres test-sqlite fuzz bench bench-overhead bench-quality bench-scaling bench-latency install clean distclean
+.PHONY: run test test-postgres test-sqlite fuzz bench bench-runpod bench-overhead bench-quality bench-scaling bench-latency install clean distclean
 
 $(PY):
 	python3 -m venv .venv
@@ -61,6 +61,9 @@ bench-quality: $(STAMP)
 
 bench-scaling: $(STAMP)
 	$(PY) bench/scaling.py
+
+bench-runpod: $(STAMP)
+	$(PY) bench/runpod_scaling.py
 
 bench-latency: $(STAMP)
 	$(PY) bench/latency.py

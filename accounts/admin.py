@@ -9,7 +9,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from accounts.errors import ApplicationError
-from accounts.models import ApiToken, AuditEntry, Invitation, Membership, Workspace
+from accounts.models import ApiToken, AuditEntry, CloudCredentials, Invitation, Membership, Workspace
 from accounts.services import membership_add, membership_change_role, membership_remove
 
 
@@ -135,6 +135,18 @@ class ApiTokenAdmin(admin.ModelAdmin):
     search_fields = ("name", "user__username", "prefix")
     readonly_fields = ("user", "name", "prefix", "created_at", "last_used_at")
     exclude = ("key_hash",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(CloudCredentials)
+class CloudCredentialsAdmin(admin.ModelAdmin):
+    """The key is write-only everywhere: set through the API (PUT /api/v1/workspaces/<slug>/runpod/)."""
+
+    list_display = ("workspace", "runpod_endpoint_id", "gpu_type", "updated_at", "updated_by")
+    readonly_fields = ("workspace", "runpod_endpoint_id", "gpu_type", "updated_at", "updated_by")
+    exclude = ("runpod_api_key",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

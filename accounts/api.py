@@ -432,6 +432,66 @@ class AuditListView(AccountsView):
         return self.get_paginated_response(AuditEntrySerializer(page, many=True).data)
 
 
+# --- RunPod credentials (write-only key) ---------------------------------------------------------
+
+
+class CloudCredentialsSetSerializer(StrictSerializer):
+    api_key = serializers.CharField(max_length=200, write_only=True, trim_whitespace=True, style={"input_type": "password"})
+    endpoint_id = serializers.CharField(max_length=100)
+    gpu_type = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
+
+
+class CloudCredentialsSerializer(serializers.Serializer):
+    """What the API says about a workspace's RunPod credentials: never the key."""
+
+    configured = serializers.BooleanField()
+    endpoint_id = serializers.CharField(allow_null=True)
+    gpu_type = serializers.CharField(allow_null=True)
+    api_key_set = serializers.BooleanField()
+    updated_at = serializers.DateTimeField(allow_null=True)
+
+
+def _cloud_credentials_answer(credentials: Any) -> dict[str, Any]:
+    if credentials is None:
+        data = {"configured": False, "endpoint_id": None, "gpu_type": None, "api_key_set": False, "updated_at": None}
+    else:
+        data = {
+            "configured": True,
+            "endpoint_id": credentials.runpod_endpoint_id,
+            "gpu_type": credentials.gpu_type or None,
+            "api_key_set": bool(credentials.runpod_api_key),
+            "updated_at": credentials.updated_at,
+        }
+    return CloudCredentialsSerializer(data).data
+
+
+class CloudCredentialsView(AccountsView):
+    """The workspace's RunPod key, endpoint and GPU type (admins and owners). The key is
+    write-only: PUT sets it, GET and PUT answer only whether it is set, DELETE forgets it."""
+
+    serializer_class = CloudCredentialsSerializer
+
+    def get_object(self) -> Workspace:  # what OPTIONS checks a PUT against
+        return selectors.workspace_get(user=self.request.user, slug=self.kwargs["slug"])
+
+    def get(self, request: Request, slug: str) -> Response:
+        workspace = selectors.workspace_get(user=request.user, slug=slug)
+        return Response(_cloud_credentials_answer(services.cloud_credentials_get(actor=request.user, workspace=workspace)))
+
+    @extend_schema(request=CloudCredentialsSetSerializer, responses=CloudCredentialsSerializer)
+    def put(self, request: Request, slug: str) -> Response:
+        workspace = selectors.workspace_get(user=request.user, slug=slug)
+        wanted = _valid(CloudCredentialsSetSerializer, request)
+        credentials = services.cloud_credentials_set(actor=request.user, workspace=workspace, **wanted)
+        return Response(_cloud_credentials_answer(credentials))
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, slug: str) -> Response:
+        workspace = selectors.workspace_get(user=request.user, slug=slug)
+        services.cloud_credentials_delete(actor=request.user, workspace=workspace)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 urlpatterns = [
     path("auth/login/", LoginView.as_view(), name="api-login"),
     path("auth/logout/", LogoutView.as_view(), name="api-logout"),
@@ -450,4 +510,5 @@ urlpatterns = [
     ),
     path("invitations/accept/", InvitationAcceptView.as_view(), name="api-invitation-accept"),
     path("workspaces/<slug:slug>/audit/", AuditListView.as_view(), name="api-audit"),
+    path("workspaces/<slug:slug>/runpod/", CloudCredentialsView.as_view(), name="api-runpod"),
 ]

@@ -138,3 +138,30 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class CloudCredentials(models.Model):
+    """A workspace's RunPod account: the API key its cloud trials run with, the serverless
+    endpoint that runs the handler (``runpod_service``), and the GPU type for pricing.
+
+    The key is write-only: the API answers whether it is set, never its value, and it is kept
+    out of ``str()``, logs, audit details and the admin (``editable=False``). It is stored as
+    given (the database is the platform's trust boundary, as for the Django secret key)."""
+
+    workspace = models.OneToOneField(Workspace, on_delete=models.CASCADE, related_name="cloud_credentials")
+    runpod_api_key = models.CharField(max_length=200, editable=False)
+    runpod_endpoint_id = models.CharField(max_length=100)
+    gpu_type = models.CharField(max_length=40, blank=True, help_text="For pricing: a key of HPO_GPU_PRICES.")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name_plural = "cloud credentials"
+
+    def __str__(self) -> str:
+        return f"RunPod endpoint {self.runpod_endpoint_id} for {self.workspace}"
+
+    def __repr__(self) -> str:
+        return f"<CloudCredentials workspace={self.workspace_id} endpoint={self.runpod_endpoint_id!r}>"

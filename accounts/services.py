@@ -528,3 +528,62 @@ def _login_record_failure(username: str) -> datetime | None:
     cache.set(_locked_key(username), until, timeout=seconds)
     cache.delete(key)
     return until
+
+
+# --- Cloud credentials (RunPod) -----------------------------------------------------------------
+
+
+def _cloud_credentials_model() -> Any:
+    from accounts.models import CloudCredentials
+
+    return CloudCredentials
+
+
+@transaction.atomic
+def cloud_credentials_set(
+    *, actor: AbstractBaseUser, workspace: Workspace, api_key: str, endpoint_id: str, gpu_type: str = ""
+) -> Any:
+    """Set the workspace's RunPod key, endpoint and GPU type (admins and owners); replaces
+    what was there. The key never reaches the audit entry, a log or an error message."""
+    workspace = _lock_workspace(workspace)
+    require_role(user=actor, workspace=workspace, at_least=Role.ADMIN)
+    api_key, endpoint_id, gpu_type = (api_key or "").strip(), (endpoint_id or "").strip(), (gpu_type or "").strip()
+    if not api_key or len(api_key) > 200 or any(c.isspace() for c in api_key):
+        raise ValidationError("A RunPod API key has 1 to 200 characters and no spaces.", field="api_key")
+    if not endpoint_id or len(endpoint_id) > 100 or not all(c.isalnum() or c in "-_" for c in endpoint_id):
+        raise ValidationError("An endpoint id has 1 to 100 letters, digits, '-' or '_'.", field="endpoint_id")
+    prices = settings.HPO_GPU_PRICES
+    if gpu_type and gpu_type not in prices:
+        raise ValidationError(f"Unknown GPU type {gpu_type!r}; allowed: {', '.join(sorted(prices))}.", field="gpu_type")
+    model = _cloud_credentials_model()
+    credentials, created = model.objects.update_or_create(
+        workspace=workspace,
+        defaults={"runpod_api_key": api_key, "runpod_endpoint_id": endpoint_id, "gpu_type": gpu_type, "updated_by": actor},
+    )
+    audit_record(
+        actor=actor, action="runpod.set", target=credentials, workspace=workspace,
+        details={"endpoint_id": endpoint_id, "gpu_type": gpu_type, "created": created},
+    )
+    return credentials
+
+
+@transaction.atomic
+def cloud_credentials_delete(*, actor: AbstractBaseUser, workspace: Workspace) -> None:
+    """Forget the workspace's RunPod credentials (admins and owners); its runpod studies
+    then train locally. Idempotent."""
+    workspace = _lock_workspace(workspace)
+    require_role(user=actor, workspace=workspace, at_least=Role.ADMIN)
+    credentials = _cloud_credentials_model().objects.filter(workspace=workspace).first()
+    if credentials is None:
+        return
+    audit_record(
+        actor=actor, action="runpod.delete", target=credentials, workspace=workspace,
+        details={"endpoint_id": credentials.runpod_endpoint_id},
+    )
+    credentials.delete()
+
+
+def cloud_credentials_get(*, actor: AbstractBaseUser, workspace: Workspace) -> Any:
+    """The workspace's credentials row or ``None`` (admins and owners only)."""
+    require_role(user=actor, workspace=workspace, at_least=Role.ADMIN)
+    return _cloud_credentials_model().objects.filter(workspace=workspace).first()

@@ -7,6 +7,7 @@ on with a development secret. Production sets ``DATABASE_URL``, ``REDIS_URL``,
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -280,3 +281,34 @@ HPO_KEEP_ALL_MODELS = env_bool("HPO_KEEP_ALL_MODELS", False)
 HPO_TRIAL_MODULE = env_str("HPO_TRIAL_MODULE", "workers.engine.trial_process")
 # A study stops as failed after this many trials in a row failed.
 HPO_MAX_CONSECUTIVE_FAILURES = env_int("HPO_MAX_CONSECUTIVE_FAILURES", 5, minimum=1)
+
+# --- RunPod executor (workers/runpod_executor.py) ----------------------------------------------
+# Credentials are per workspace (accounts.CloudCredentials); these tune the client.
+# The cloud's API base (runpod's own default); tests point it at the emulator.
+HPO_RUNPOD_URL_BASE = env_str("HPO_RUNPOD_URL_BASE", "https://api.runpod.ai/v2")
+# A cloud trial that has not ended after this long is cancelled and fails.
+HPO_RUNPOD_TIMEOUT = env_int("HPO_RUNPOD_TIMEOUT", 3600, minimum=1)
+# Seconds between stream polls of a running job.
+HPO_RUNPOD_POLL_SECONDS = env_float("HPO_RUNPOD_POLL_SECONDS", 1.0, minimum=0.01)
+# Transient errors (5xx, connection) on submit or poll: retries, exponential from this delay.
+HPO_RUNPOD_RETRIES = env_int("HPO_RUNPOD_RETRIES", 4, minimum=0)
+HPO_RUNPOD_BACKOFF = env_float("HPO_RUNPOD_BACKOFF", 0.5, minimum=0)
+# Circuit breaker per endpoint: after this many failed submits in a row, trials go local at
+# once for this long.
+HPO_RUNPOD_BREAKER_FAILURES = env_int("HPO_RUNPOD_BREAKER_FAILURES", 3, minimum=1)
+HPO_RUNPOD_BREAKER_SECONDS = env_int("HPO_RUNPOD_BREAKER_SECONDS", 300, minimum=1)
+# Cloud trials of one study at once: min(study.concurrency, this).
+HPO_RUNPOD_MAX_CONCURRENCY = env_int("HPO_RUNPOD_MAX_CONCURRENCY", 6, minimum=1)
+# $/GPU-hour by gpu type (a workspace's CloudCredentials.gpu_type picks the row); env JSON
+# replaces the table.
+HPO_GPU_PRICES: dict[str, float] = {
+    "A100": 2.17, "A100-80GB": 2.72, "H100": 4.18, "H200": 5.58, "L40S": 1.90, "L4": 0.69,
+    "A40": 0.79, "A6000": 0.79, "RTX4090": 0.69, "RTX3090": 0.43,
+}
+if (_prices := env_str("HPO_GPU_PRICES", "")).strip():
+    try:
+        HPO_GPU_PRICES = {str(k): float(v) for k, v in json.loads(_prices).items()}
+    except (ValueError, AttributeError, TypeError):
+        raise ImproperlyConfigured("HPO_GPU_PRICES must be a JSON object of GPU type to $ per GPU hour.") from None
+# A study stops dispatching once its trials cost this many dollars (empty: no limit).
+HPO_STUDY_BUDGET_USD: float | None = env_float("HPO_STUDY_BUDGET_USD", -1.0) if env_str("HPO_STUDY_BUDGET_USD", "").strip() else None

@@ -1,7 +1,7 @@
-"""Placeholder: the RunPod serverless handler is not built yet; it comes in a later release.
+"""Training on RunPod serverless GPUs: the worker that a RunPod endpoint runs.
 
-It will hold the handler that a RunPod serverless endpoint runs (``runpod.serverless.start``):
-it takes a trial specification, trains the candidate with ``workers.engine`` (which it may
-import, and nothing of Django), streams progress back and honours cancellation. Nothing in
-the platform imports this package today.
+``handler`` is the serverless handler (``python -m runpod_service.handler``): it takes a
+``TrialSpec``, trains it with ``workers.engine`` (and nothing of Django), streams the trial's
+messages and ends with its ``TrialResult``. ``emulator`` serves RunPod's cloud routes on
+loopback and runs that handler in worker processes, for development and tests. See README.md.
 """

@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from accounts.errors import NotFound
 from accounts.selectors import workspace_get
 from accounts.api_common import StrictSerializer
+from studies.cost import study_cost
 from studies.models import Executor, LogLevel, Mode, Pruner, Status, Study, StudyLogEntry
 from studies.selectors import study_get, study_log_list, study_progress, study_search
 from studies.services import (
@@ -336,6 +337,21 @@ class StudyProgressView(generics.GenericAPIView):
         return Response(finite(study_progress(user=request.user, study_id=study_id)))
 
 
+class StudyCostSerializer(serializers.Serializer):
+    gpu_seconds = serializers.FloatField(help_text="GPU seconds of the study's cloud trials.")
+    gpu_type = serializers.CharField(allow_null=True, help_text="The workspace's RunPod GPU type.")
+    usd_per_gpu_hour = serializers.FloatField(allow_null=True, help_text="From HPO_GPU_PRICES.")
+    usd = serializers.FloatField(allow_null=True, help_text="null when no price is known for the GPU type.")
+
+
+class StudyCostView(generics.GenericAPIView):
+    serializer_class = StudyCostSerializer
+
+    def get(self, request: Request, study_id: int) -> Response:
+        """What the study's cloud trials cost (local trials cost nothing here)."""
+        return Response(study_cost(study_get(user=request.user, study_id=study_id)))
+
+
 class StudyLogView(generics.ListAPIView):
     """The study's log, oldest first; poll with ``?after=<last id seen>``."""
 
@@ -402,6 +418,7 @@ urlpatterns = [
     path("studies/<int:study_id>/resume/", StudyResumeView.as_view(), name="api-study-resume"),
     path("studies/<int:study_id>/clone/", StudyCloneView.as_view(), name="api-study-clone"),
     path("studies/<int:study_id>/progress/", StudyProgressView.as_view(), name="api-study-progress"),
+    path("studies/<int:study_id>/cost/", StudyCostView.as_view(), name="api-study-cost"),
     path("studies/<int:study_id>/log/", StudyLogView.as_view(), name="api-study-log"),
     path("studies/<int:study_id>/trials/", StudyTrialListView.as_view(), name="api-study-trials"),
     path("studies/<int:study_id>/best-model/", StudyBestModelView.as_view(), name="api-study-best-model"),

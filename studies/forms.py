@@ -25,7 +25,7 @@ from workers.engine.search_space import CATEGORICAL, DEFAULT_MAX_EPOCHS, INT, de
 
 # The RunPod executor is not built yet (runpod_service/ is a placeholder): the option is
 # shown, disabled, so people know it is coming, and refused if sent anyway.
-RUNPOD_AVAILABLE = False
+RUNPOD_AVAILABLE = True  # workers.runpod_executor; without credentials trials fall back to local
 UPLOAD_PREFIX = "upload:"
 KIND_LABELS = {IMAGE: "image", TEXT: "text"}
 MODEL_LABELS = {IMAGE: "image data sets (CNN)", TEXT: "text data sets (LSTM)"}
@@ -134,7 +134,11 @@ class StudyForm(forms.Form):
     executor = forms.ChoiceField(
         choices=[
             (Executor.LOCAL.value, Executor.LOCAL.label),
-            (Executor.RUNPOD.value, f"{Executor.RUNPOD.label}{'' if RUNPOD_AVAILABLE else ' (not available yet)'}"),
+            (
+                Executor.RUNPOD.value,
+                f"{Executor.RUNPOD.label}"
+                + (" (falls back to local workers without a RunPod endpoint)" if RUNPOD_AVAILABLE else " (not available yet)"),
+            ),
         ],
         initial=Executor.LOCAL,
         widget=ExecutorSelect,

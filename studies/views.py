@@ -26,7 +26,8 @@ from accounts.models import Role
 from accounts.portal import current_workspace
 from accounts.services import role_of
 from studies.forms import StudyForm
-from studies.models import ACTIVE_STATUSES, Mode, Status, Study
+from studies.cost import study_cost
+from studies.models import ACTIVE_STATUSES, Executor, Mode, Status, Study
 from studies.plots import STUDY_PLOTS
 from studies.progress import compute_progress
 from studies.selectors import study_get, study_log_list, study_search
@@ -274,6 +275,7 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
         "log_entries": entries,
         "plot_tabs": [(key, title, [(kind, STUDY_PLOTS[kind]) for kind in kinds]) for key, title, kinds in PLOT_TABS],
         "page_data": page_data,
+        "cost": study_cost(study) if study.executor == Executor.RUNPOD else None,
     })
 
 

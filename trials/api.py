@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api_common import StrictSerializer
+from trials.cost import trial_cost_usd
 from trials.models import Trial, TrialEpoch
 from trials.selectors import trial_get, trial_model_file
 
@@ -107,15 +108,23 @@ class TrialDetailSerializer(TrialSerializer):
     epochs = TrialEpochSerializer(many=True, read_only=True)
     artifacts = serializers.SerializerMethodField()
     model_url = serializers.SerializerMethodField()
+    cost_usd = serializers.SerializerMethodField(
+        help_text="Dollars for a cloud trial (GPU seconds x HPO_GPU_PRICES for the workspace's GPU type); "
+        "0 for a local one; null when no price is known."
+    )
 
     class Meta(TrialSerializer.Meta):
         fields = [
             *TrialSerializer.Meta.fields,
             "study", "values", "intermediate_values", "health_metrics", "architecture", "user_attrs",
-            "epochs", "artifacts", "model_url", "executor", "worker", "gpu_seconds", "progress",
+            "epochs", "artifacts", "model_url", "executor", "worker", "gpu_seconds", "cost_usd", "progress",
             "cancel_requested",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_cost_usd(self, trial: Trial) -> float | None:
+        return trial_cost_usd(trial)
 
     @extend_schema_field(serializers.ListField(child=serializers.FloatField(allow_null=True), allow_null=True))
     def get_values(self, trial: Trial) -> list[float | None] | None:

@@ -21,6 +21,7 @@ from studies.models import Study, StudyLogEntry
 from studies.plots import trial_details
 from studies.selectors import study_get
 from trials.api import external_params, finite
+from trials.cost import CLOUD_EXECUTOR, trial_cost_usd
 from trials.models import Trial, TrialState
 from trials.selectors import trial_list
 
@@ -92,6 +93,7 @@ def trial_detail(request: HttpRequest, study_id: int, number: int) -> HttpRespon
         "log_entries": _log_entries(study, trial.number),
         "model_url": _model_url(trial),
         "data": _page_data(study, trial, details, summary),
+        "cost_usd": trial_cost_usd(trial) if trial.executor == CLOUD_EXECUTOR else None,
     }
     return render(request, "trials/detail.html", context)
 

@@ -25,6 +25,7 @@ import socket
 import time
 import warnings
 from datetime import timedelta
+from typing import Any
 
 import optuna
 from django.conf import settings
@@ -37,14 +38,16 @@ from optuna.trial import TrialState
 
 from accounts.models import Workspace
 from studies.events import publish
-from studies.models import LogLevel, Status, Study
+from studies.models import Executor, LogLevel, Status, Study
 from studies.optuna_storage import storage_for_study
 from studies.services import study_finish, study_log, study_mark_running
+from trials.cost import gpu_price
 from trials.models import Trial
 from workers.engine.devices import Slot
 from workers.engine.process import SlotPool
 from workers.models import TrialTicket
 from workers.runner import load_optuna_study
+from workers.runpod_executor import RunPodExecution, study_budget_spent
 from workers.slots import claim_worker_slot
 from workers.trial_execution import FinishedTrial, TrialExecution, record_finished
 
@@ -178,8 +181,8 @@ def _dispatch() -> int:
                 continue
             tickets = study.tickets.count()
             unstarted = study.tickets.filter(started_at__isnull=True).count()
-            free = study.concurrency - tickets
-            spent = gpu_budget_spent(study.workspace)
+            free = study_concurrency(study) - tickets
+            spent = gpu_budget_spent(study.workspace) or study_budget_spent(study)
             if spent is not None:
                 if study.status_reason != spent:
                     Study.objects.filter(pk=study.pk).update(status_reason=spent)
@@ -197,6 +200,15 @@ def _dispatch() -> int:
     return enqueued
 
 
+def study_concurrency(study: Study) -> int:
+    """Trials of the study at once. A cloud trial holds no local slot (its task only follows
+    the job), so a ``runpod`` study runs its concurrency, capped by
+    ``HPO_RUNPOD_MAX_CONCURRENCY``, whatever this cluster's slots."""
+    if study.executor == Executor.RUNPOD:
+        return min(study.concurrency, settings.HPO_RUNPOD_MAX_CONCURRENCY)
+    return study.concurrency
+
+
 def gpu_budget_spent(workspace: Workspace) -> str | None:
     """Why the workspace may not start trials this month, or ``None`` while its GPU-hours
     budget (if any) lasts. The month is the calendar month in UTC."""
@@ -211,8 +223,10 @@ def gpu_budget_spent(workspace: Workspace) -> str | None:
     )
     if used_seconds / 3600 < budget:
         return None
+    price = gpu_price(workspace.pk)
+    dollars = f", about ${used_seconds / 3600 * price[1]:.2f} at the {price[0]} price" if price else ""
     return (
-        f"The workspace's GPU budget for {now:%B %Y} is spent ({used_seconds / 3600:.2f} of {budget:g} GPU hours); "
+        f"The workspace's GPU budget for {now:%B %Y} is spent ({used_seconds / 3600:.2f} of {budget:g} GPU hours{dollars}); "
         "raise it, or wait for next month."
     )
 
@@ -238,25 +252,31 @@ class _StopCheck:
 
 
 def run_trial(ticket_id: int) -> str:
-    """Run one trial of the ticket's study on this worker (see the module docstring)."""
+    """Run one trial of the ticket's study on this worker (see the module docstring). A
+    ``runpod`` study's trial trains on RunPod (``workers.runpod_executor``): this worker only
+    follows the job, and takes its local slot only if the trial falls back to local training."""
     close_old_connections()
-    pool, slot = _worker_pool()
+    executor = TrialTicket.objects.filter(pk=ticket_id).values_list("study__executor", flat=True).first()
+    cloud = executor == Executor.RUNPOD
+    if not cloud:
+        pool, slot = _worker_pool()
     claimed = _claim(ticket_id)
     if claimed is None:
         return "nothing to do"
     study, optuna_study, trial = claimed
-    storage = optuna_study._storage
-    execution = TrialExecution(
-        study=study,
-        optuna_study=optuna_study,
-        storage=storage,
-        trial=trial,
-        pool=pool,
-        emit=lambda kind, **data: publish(study.pk, kind, **data),
-        should_stop=_StopCheck(study.pk, trial._trial_id),
-    )
+    common: dict[str, Any] = {
+        "study": study,
+        "optuna_study": optuna_study,
+        "storage": optuna_study._storage,
+        "trial": trial,
+        "emit": lambda kind, **data: publish(study.pk, kind, **data),
+        "should_stop": _StopCheck(study.pk, trial._trial_id),
+    }
     try:
-        finished = execution.run(slot)
+        if cloud:
+            finished = RunPodExecution(local=_worker_pool, **common).run()
+        else:
+            finished = TrialExecution(pool=pool, **common).run(slot)
         _after_trial(study, finished)
     finally:
         # (The trial's end already refreshed the snapshot; maybe_finish does on a status change.)

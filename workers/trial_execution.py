@@ -91,13 +91,31 @@ class TrialExecution:
             self.on_progress(None)
 
     def _run(self, slot: Slot) -> FinishedTrial:
+        params = self._suggest_params()
+        self._mark(executor="local", worker=f"{socket.gethostname()}:{os.getpid()}")
+        return self._train_locally(params, slot)
+
+    def _train_locally(self, params: dict[str, Any], slot: Slot) -> FinishedTrial:
+        """Train on ``slot`` of ``self.pool`` and finish (also a cloud trial's fallback)."""
+        spec = self._spec(params, gpus=list(slot.gpus))
+        self._announce(params, slot.label)
+        started = time.perf_counter()
+        result = self._train(spec, slot)
+        seconds = time.perf_counter() - started
+        return self._finish(result, seconds, gpu_seconds=seconds * len(slot.gpus))
+
+    def _suggest_params(self) -> dict[str, Any]:
         study, trial = self.study, self.trial
         batch = getattr(self.storage, "param_batch", None)
         with batch(trial._trial_id) if batch else contextlib.nullcontext():
-            params = suggest_params(trial, study.task_kind, study.search_space, max_epochs=study.max_epochs)
-        worker = f"{socket.gethostname()}:{os.getpid()}"
-        Trial.objects.filter(pk=trial._trial_id).update(executor="local", worker=worker)
-        spec = TrialSpec(
+            return suggest_params(trial, study.task_kind, study.search_space, max_epochs=study.max_epochs)
+
+    def _mark(self, **fields: Any) -> None:
+        Trial.objects.filter(pk=self.trial._trial_id).update(**fields)
+
+    def _spec(self, params: dict[str, Any], *, gpus: list[int]) -> TrialSpec:
+        study, trial = self.study, self.trial
+        return TrialSpec(
             study_id=study.pk,
             trial_id=trial._trial_id,
             trial_number=trial.number,
@@ -109,16 +127,14 @@ class TrialExecution:
             mode=study.mode,
             health_weights=study.health_weights,
             dataset_options=study.dataset_options,
-            gpus=list(slot.gpus),
+            gpus=gpus,
             wait_for_pruner=study.pruner != Pruner.NONE,
             artifacts_dir=str(trial_artifacts_dir(study, trial.number)),
         )
-        self.on_progress({"epoch": 0, "epochs": params.get("epochs", study.max_epochs), "fraction": 0.0})
-        self.emit("trial.queued", trial=trial.number, params=params, slot=slot.label)
-        started = time.perf_counter()
-        result = self._train(spec, slot)
-        seconds = time.perf_counter() - started
-        return self._finish(result, seconds, gpu_seconds=seconds * len(slot.gpus))
+
+    def _announce(self, params: dict[str, Any], where: str) -> None:
+        self.on_progress({"epoch": 0, "epochs": params.get("epochs", self.study.max_epochs), "fraction": 0.0})
+        self.emit("trial.queued", trial=self.trial.number, params=params, slot=where)
 
     def _train(self, spec: TrialSpec, slot: Slot) -> TrialResult:
         trial_id = self.trial._trial_id
@@ -147,7 +163,9 @@ class TrialExecution:
         except TrialProcessDied as error:
             return TrialResult(trial_id=trial_id, status="failed", reason=str(error))
 
-    def _handle(self, process: SlotProcess, message: Message) -> None:
+    def _handle(self, process: SlotProcess | Any, message: Message) -> None:
+        """One message of the trial's stream; ``process`` takes the pruner's ``send_control``
+        (a slot process, or a cloud job that can only be stopped)."""
         trial = self.trial
         number = trial.number
         if isinstance(message, Started):

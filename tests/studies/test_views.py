@@ -129,7 +129,8 @@ def test_new_study_form_shows_the_fields_with_the_data_set_kinds(workspace: Any,
     assert 'aria-current="page">New study<' in html
     assert 'data-kind="image"' in html and 'data-kind="text"' in html and "· text" in html
     assert "0.7·accuracy + 0.3·health" in html and "gradient norms" in html
-    assert re.search(r'<option value="runpod"[^>]*disabled', html) and "not available yet" in html
+    assert '<option value="runpod"' in html and "falls back to local workers" in html
+    assert not re.search(r'<option value="runpod"[^>]*disabled', html)
     assert '<details id="advanced"' in html and 'id="override-image-learning_rate"' in html
     assert 'id="override-text-lstm_units"' in html
     for field in ("name", "dataset", "n_trials", "max_epochs", "concurrency", "executor", "pruner", "sample_fraction", "seed"):
@@ -219,10 +220,9 @@ def test_fixed_value_and_range_together_are_refused(workspace: Any, member: Any)
     assert "fixed value or a range, not both" in response.content.decode()
 
 
-def test_runpod_is_refused_while_it_is_not_built(workspace: Any, member: Any) -> None:
-    response = client_for(member).post("/studies/new/", form_data(executor="runpod"))
-    assert "not available yet" in field_block(response.content.decode(), "executor")
-    assert not Study.objects.exists()
+def test_a_runpod_study_can_be_created(workspace: Any, member: Any) -> None:
+    client_for(member).post("/studies/new/", form_data(executor="runpod"))
+    assert Study.objects.get().executor == "runpod"
 
 
 def test_a_workspace_upload_can_be_chosen(workspace: Any, member: Any, settings: Any, tmp_path: Any) -> None:
@@ -394,3 +394,15 @@ def test_a_draft_page_renders_without_trials(workspace: Any, member: Any) -> Non
     html = client_for(member).get(f"/studies/{study.pk}/").content.decode()
     assert tile(html, "trials") == "0 / 20" and tile(html, "best-accuracy") == "—" and tile(html, "eta") == "—"
     assert '<p id="no-trials" class="muted">' in html and '<p id="no-best" class="muted">' in html
+
+
+def test_a_runpod_study_page_shows_its_cloud_cost(workspace: Any, member: Any, admin_user: Any) -> None:
+    from accounts.services import cloud_credentials_set
+    from trials.models import Trial
+
+    cloud_credentials_set(actor=admin_user, workspace=workspace, api_key="k" * 20, endpoint_id="ep", gpu_type="A100")
+    client_for(member).post("/studies/new/", form_data(executor="runpod"))
+    study = Study.objects.get()
+    Trial.objects.create(study=study, number=0, state="COMPLETE", value=0.5, executor="runpod", gpu_seconds=3600)
+    html = client_for(member).get(f"/studies/{study.pk}/").content.decode()
+    assert 'id="study-cost">$2.17<' in html
