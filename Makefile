@@ -10,6 +10,9 @@ TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/hpo
 TEST_SQLITE_URL = sqlite:///var/test.sqlite3
 # Extra arguments for pytest, e.g. `make test-sqlite PYTEST_ARGS='-x tests/accounts'`.
 PYTEST_ARGS ?=
+# Tests that touch no database (the engine, the RunPod handler and emulator, the Docker
+# files) run once, in the PostgreSQL pass of `make test`; the SQLite pass skips them.
+NO_DATABASE_TESTS = --ignore=tests/workers/engine --ignore=tests/runpod_service --ignore=tests/docker
 
 .PHONY: run test test-postgres test-sqlite fuzz bench bench-runpod bench-overhead bench-quality bench-scaling bench-latency install clean distclean
 
@@ -36,7 +39,7 @@ test: $(STAMP)
 	echo "== pytest on PostgreSQL ($(TEST_POSTGRES_URL))"; \
 	DATABASE_URL='$(TEST_POSTGRES_URL)' $(PY) -m pytest $(PYTEST_ARGS) || postgres=FAILED; \
 	echo "== pytest on SQLite ($(TEST_SQLITE_URL))"; \
-	DATABASE_URL='$(TEST_SQLITE_URL)' $(PY) -m pytest $(PYTEST_ARGS) || sqlite=FAILED; \
+	DATABASE_URL='$(TEST_SQLITE_URL)' $(PY) -m pytest $(NO_DATABASE_TESTS) $(PYTEST_ARGS) || sqlite=FAILED; \
 	echo "== PostgreSQL: $$postgres, SQLite: $$sqlite"; \
 	[ $$postgres = passed ] && [ $$sqlite = passed ]
 
