@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.urls import reverse
 from rest_framework import pagination, serializers
 
 
@@ -36,3 +37,10 @@ class StrictSerializer(serializers.Serializer):
 
 class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):
     pass
+
+
+def api_url(context: dict[str, Any], name: str, **kwargs: Any) -> str:
+    """The URL of the named API route, absolute when the serializer has the request."""
+    location = reverse(name, kwargs=kwargs)
+    request = context.get("request")
+    return request.build_absolute_uri(location) if request is not None else location

@@ -20,6 +20,7 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)  # at most one write a minute per to
 
 
 def hash_key(key: str) -> str:
+    """The SHA-256 stored for a secret shown once: API token keys and invitation tokens."""
     return hashlib.sha256(key.encode()).hexdigest()
 
 

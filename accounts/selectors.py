@@ -85,14 +85,14 @@ def token_get(*, user: AbstractBaseUser, token_id: int) -> ApiToken:
 def invitation_get_pending(*, token: str) -> Invitation | None:
     """The unused, unexpired invitation with this token, if any. The token is the
     credential (there is no user to scope by yet): only its hash is compared."""
-    import hashlib
-
     from django.utils import timezone
+
+    from accounts.authentication import hash_key
 
     if not token or len(token) > 200:
         return None
     return (
         Invitation.objects.select_related("workspace")
-        .filter(token_hash=hashlib.sha256(token.encode()).hexdigest(), accepted_at__isnull=True, expires_at__gt=timezone.now())
+        .filter(token_hash=hash_key(token), accepted_at__isnull=True, expires_at__gt=timezone.now())
         .first()
     )

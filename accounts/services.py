@@ -10,7 +10,6 @@ Each service is keyword-only, runs in one transaction and records an audit entry
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import secrets
 from datetime import datetime, timedelta
@@ -169,10 +168,6 @@ def membership_add(
     return membership
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 @transaction.atomic
 def member_invite(
     *,
@@ -196,7 +191,7 @@ def member_invite(
         workspace=workspace,
         email=email,
         role=parsed,
-        token_hash=_token_hash(token),
+        token_hash=hash_key(token),
         invited_by=actor,
         expires_at=timezone.now() + valid_for,
     )
@@ -215,7 +210,7 @@ def invitation_accept(*, user: AbstractBaseUser, token: str) -> Membership:
     invitation = (
         Invitation.objects.select_for_update()
         .select_related("workspace")
-        .filter(token_hash=_token_hash(token))
+        .filter(token_hash=hash_key(token))
         .first()
     )
     if invitation is None or invitation.accepted_at is not None:

@@ -120,10 +120,6 @@ class PortalPasswordChangeView(PasswordChangeView):
 # --- Sign-up and invitations ----------------------------------------------------------------------
 
 
-def _pending_invitation(token: str) -> Invitation | None:
-    return selectors.invitation_get_pending(token=token)
-
-
 def _invitation_gone(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/invitation_gone.html", status=404)
 
@@ -137,7 +133,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         if token:
             return redirect(f"{reverse('accounts:accept-invitation')}?{urlencode({'token': token})}")
         return redirect("home")
-    invitation = _pending_invitation(token) if token else None
+    invitation = selectors.invitation_get_pending(token=token) if token else None
     if token and invitation is None:
         return _invitation_gone(request)
     if invitation is None and not settings.HPO_SIGNUP_OPEN:
@@ -181,7 +177,7 @@ def _sign_up(request: HttpRequest, form: SignupForm, token: str | None) -> HttpR
 def accept_invitation(request: HttpRequest) -> HttpResponse:
     """GET shows what the invitation offers with a button; POST joins."""
     token = request.POST.get("token", "") if request.method == "POST" else request.GET.get("token", "")
-    invitation = _pending_invitation(token)
+    invitation = selectors.invitation_get_pending(token=token)
     if invitation is None:
         return _invitation_gone(request)
     if request.method != "POST":

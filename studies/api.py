@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import FileResponse
-from django.urls import path, reverse
+from django.urls import path
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
@@ -19,7 +19,7 @@ from rest_framework.response import Response
 
 from accounts.errors import NotFound
 from accounts.selectors import workspace_get
-from accounts.api_common import StrictSerializer
+from accounts.api_common import StrictSerializer, api_url
 from studies.cost import study_cost
 from studies.models import Executor, LogLevel, Mode, Pruner, Status, Study, StudyLogEntry
 from studies.selectors import study_get, study_log_list, study_progress, study_search
@@ -98,9 +98,7 @@ class StudySerializer(serializers.ModelSerializer):
         return (study.dataset_options or {}).get("upload_id")
 
     def get_url(self, study: Study) -> str:
-        location = reverse("api-study-detail", kwargs={"study_id": study.pk})
-        request = self.context.get("request")
-        return request.build_absolute_uri(location) if request is not None else location
+        return api_url(self.context, "api-study-detail", study_id=study.pk)
 
     def get_page(self, study: Study) -> str:
         return f"/studies/{study.pk}/"

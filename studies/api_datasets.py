@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from django.urls import path, reverse
+from django.urls import path
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 from accounts.models import Role, Workspace
 from accounts.selectors import workspace_get
 from accounts.services import require_role
-from accounts.api_common import StrictSerializer
+from accounts.api_common import StrictSerializer, api_url
 from studies.models import DatasetUpload, TaskKind
 from studies.uploads import FORMATS, upload_create, upload_delete, upload_get, upload_list
 from workers.engine import datasets as engine_datasets
@@ -134,11 +134,7 @@ class UploadSerializer(serializers.ModelSerializer):
         return upload.created_by.get_username() if upload.created_by else None
 
     def get_url(self, upload: DatasetUpload) -> str:
-        location = reverse(
-            "api-upload-detail", kwargs={"slug": upload.workspace.slug, "upload_id": upload.pk}
-        )
-        request = self.context.get("request")
-        return request.build_absolute_uri(location) if request is not None else location
+        return api_url(self.context, "api-upload-detail", slug=upload.workspace.slug, upload_id=upload.pk)
 
 
 class UploadCreateSerializer(StrictSerializer):

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from django.http import FileResponse
-from django.urls import path, reverse
+from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import renderers, serializers
@@ -20,7 +20,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api_common import StrictSerializer
+from accounts.api_common import StrictSerializer, api_url
 from trials.cost import trial_cost_usd
 from trials.models import Trial, TrialEpoch
 from trials.selectors import trial_get, trial_model_file
@@ -83,9 +83,7 @@ class TrialSerializer(_FiniteModelSerializer):
         return (trial.datetime_complete - trial.datetime_start).total_seconds()
 
     def get_url(self, trial: Trial) -> str:
-        location = reverse("api-trial-detail", kwargs={"trial_id": trial.pk})
-        request = self.context.get("request")
-        return request.build_absolute_uri(location) if request is not None else location
+        return api_url(self.context, "api-trial-detail", trial_id=trial.pk)
 
     def get_page(self, trial: Trial) -> str:
         return f"/studies/{trial.study_id}/trials/{trial.number}/"
@@ -146,9 +144,7 @@ class TrialDetailSerializer(TrialSerializer):
     def get_model_url(self, trial: Trial) -> str | None:
         if not (trial.artifacts or {}).get("model"):
             return None
-        location = reverse("api-trial-model", kwargs={"trial_id": trial.pk})
-        request = self.context.get("request")
-        return request.build_absolute_uri(location) if request is not None else location
+        return api_url(self.context, "api-trial-model", trial_id=trial.pk)
 
 
 class NoBodySerializer(StrictSerializer):
